@@ -1,0 +1,102 @@
+# Voicebot — the two commands are `make up` and `make test`; everything else is a piece of them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export VENV
+PYTEST_ARGS ?=
+
+# Stamps make installs incremental: they re-run only when what they install changed.
+RUNTIME_STAMP := $(VENV)/.stamp-runtime
+TEST_STAMP := $(VENV)/.stamp-test
+PY_INPUTS := pyproject.toml requirements/models.txt requirements/models-nodeps.txt scripts/install-python.sh
+
+.PHONY: help up install install-test ui-build test test-lint test-types test-unit test-integration \
+        test-e2e test-chart test-infra tools-integration tools-e2e tools-chart tools-infra \
+        bench-models eval-retrieval bench-retrieval bench-voice clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+## ---- run ------------------------------------------------------------------------------
+up: install ui-build ## install what is needed, start the local stack, ingest docs/, print the URL
+	$(BIN)/voicebot up --dev
+
+install: $(RUNTIME_STAMP) ## create .venv with the gateway, the local stack and the models
+
+$(RUNTIME_STAMP): $(PY_INPUTS)
+	PYTHON=$(PYTHON) scripts/install-python.sh $(VENV) local
+	touch $@
+
+install-test: $(TEST_STAMP) ## install also what the tests need
+
+$(TEST_STAMP): $(PY_INPUTS)
+	PYTHON=$(PYTHON) scripts/install-python.sh $(VENV) local,test
+	touch $(RUNTIME_STAMP) $@
+
+ui-build: ## build the UI static export (served by the gateway) when the UI exists
+	@if [ -f ui/package.json ]; then scripts/build-ui.sh; fi
+
+## ---- test -----------------------------------------------------------------------------
+test: install-test ## every tier: lint, types, unit, integration, e2e, chart, infra
+	$(MAKE) test-lint
+	$(MAKE) test-types
+	$(MAKE) test-unit
+	$(MAKE) test-integration
+	$(MAKE) test-e2e
+	$(MAKE) test-chart
+	$(MAKE) test-infra
+
+test-lint: install-test ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test-types: install-test ## mypy, strict on orchestrator/ and ingest/
+	$(BIN)/mypy
+
+test-unit: install-test ## unit tests (no external process)
+	scripts/pytest-tier unit $(PYTEST_ARGS)
+
+tools-integration:
+	scripts/install-system-deps.sh espeak-ng sox
+
+test-integration: install-test tools-integration ## against the real Triton and embedded Postgres
+	scripts/pytest-tier integration $(PYTEST_ARGS)
+
+tools-e2e: tools-integration
+	scripts/install-system-deps.sh chromium
+
+test-e2e: install-test tools-e2e ui-build ## the whole stack through a real Chromium
+	scripts/pytest-tier e2e $(PYTEST_ARGS)
+
+tools-chart:
+	scripts/install-chart-tools.sh
+
+test-chart: install-test tools-chart ## helm lint/template, schemas, policies, alert rules
+	scripts/pytest-tier chart $(PYTEST_ARGS)
+
+tools-infra:
+	scripts/install-infra-tools.sh
+
+test-infra: install-test tools-infra ## terraform, Dockerfiles, workflows
+	scripts/pytest-tier infra $(PYTEST_ARGS)
+
+## ---- measure ----------------------------------------------------------------------------
+bench-models: install-test tools-integration ## model latency through Triton vs in-process -> build/bench/models.json
+	$(BIN)/python -m tests.bench.bench_models
+
+eval-retrieval: install-test ## retrieval quality on the docs eval set -> build/bench/retrieval.json
+	$(BIN)/python -m tests.bench.eval_retrieval
+
+bench-retrieval: install-test ## pgvector latency/recall at scale -> build/bench/retrieval-scale.json
+	$(BIN)/python -m tests.bench.bench_retrieval
+
+bench-voice: install-test tools-integration ## concurrent voice sessions -> build/bench/voice.json
+	$(BIN)/python -m tests.bench.bench_voice
+
+clean: ## remove the venv, tools and build outputs (keeps .voicebot/ state and the wheel cache)
+	rm -rf $(VENV) .tools build

@@ -1,0 +1,1 @@
+"""Document store of Voicebot: schema and migrations, loaders, chunking, embeddings, search."""

@@ -1,0 +1,35 @@
+"""Liveness, readiness and metrics endpoints (probed by Kubernetes and Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from orchestrator.state import AppState
+
+router = APIRouter(tags=["health"])
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.voicebot
+    return state
+
+
+@router.get("/healthz", summary="Liveness: the process serves requests")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: Triton and Postgres both answer", responses={503: {}})
+async def readyz(request: Request) -> JSONResponse:
+    checks = await _state(request).readiness()
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)

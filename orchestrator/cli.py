@@ -1,0 +1,107 @@
+"""The `voicebot` command: `up` (local stack), `serve` (gateway only), `doctor`, and the command
+groups other packages register (`ingest`, `db`, `models`, `keys`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from orchestrator.settings import Settings
+
+
+def _load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # overrides are field names
+    except ValidationError as e:
+        messages = "; ".join(str(err["msg"]) for err in e.errors())
+        raise SystemExit(f"error: invalid settings: {messages}") from None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from orchestrator.stack.errors import StackError
+    from orchestrator.stack.local import build_components
+    from orchestrator.stack.runner import ShutdownRequested, StackRunner, shutdown_signals
+
+    overrides: dict[str, object] = {}
+    if args.dev:
+        overrides["dev_mode"] = True
+    if args.port:
+        overrides["port"] = args.port
+    settings = _load_settings(**overrides)
+    if settings.dev_mode:
+        print("==> dev mode: anonymous access is allowed from loopback only; never expose this port")
+    components = build_components(settings)
+    try:
+        with (
+            shutdown_signals(),
+            StackRunner(components, startup_timeout_s=settings.startup_timeout_s) as stack,
+        ):
+            print()
+            print(f"Voicebot is running: http://{settings.host}:{settings.port}")
+            for component in components:
+                print(f"  - {component.describe()}")
+            print(f"  logs in {settings.state_dir.resolve() / 'logs'}; Ctrl-C stops everything")
+            stack.watch()
+    except ShutdownRequested as s:
+        print(f"==> stopped ({s})")
+        return 0
+    except StackError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from orchestrator.app import create_app
+
+    settings = _load_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=1 << 20,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from orchestrator.doctor import report, run_checks
+
+    settings = _load_settings(dev_mode=True)  # doctor checks the local stack, which runs in dev mode
+    return 0 if report(run_checks(settings)) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run the local stack: Postgres, Triton, the gateway; ingest docs/")
+    up.add_argument("--dev", action="store_true", help="dev mode: anonymous access from loopback only")
+    up.add_argument("--port", type=int, default=0, help="gateway port (default: VOICEBOT_PORT or 8080)")
+    up.set_defaults(func=cmd_up)
+
+    serve = sub.add_parser("serve", help="run the gateway only (the container entrypoint)")
+    serve.set_defaults(func=cmd_serve)
+
+    doctor = sub.add_parser("doctor", help="check what the local stack needs")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

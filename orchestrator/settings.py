@@ -1,0 +1,134 @@
+"""One settings object for every Voicebot command: the gateway, the local stack, ingest and the CLI.
+
+Values come from `VOICEBOT_*` environment variables, a `.env` file, or files in a secrets
+directory (a mounted Kubernetes Secret: one file per setting, named like the field). Every
+setting is documented in docs/configuration.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEFAULT_SECRETS_DIR = Path("/run/secrets/voicebot")
+# Values that people copy from examples; never accepted as a real secret.
+_PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "password", "voicebot", "dev", "test"}
+MIN_SECRET_LENGTH = 32
+
+
+def _secrets_dir() -> Path | None:
+    # pydantic-settings warns about a missing secrets_dir; only pass one that exists.
+    configured = os.environ.get("VOICEBOT_SECRETS_DIR")
+    path = Path(configured) if configured else _DEFAULT_SECRETS_DIR
+    return path if path.is_dir() else None
+
+
+class Settings(BaseSettings):
+    """Voicebot configuration. Field names map to `VOICEBOT_<NAME>` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEBOT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        secrets_dir=_secrets_dir(),
+        extra="ignore",
+    )
+
+    # --- mode -------------------------------------------------------------------------
+    dev_mode: bool = Field(
+        default=False,
+        description="Local development: anonymous access from loopback, generated secrets. Never in a cluster.",
+    )
+
+    # --- gateway ----------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the gateway listens on.")
+    ui_dir: Path | None = Field(
+        default=None, description="Static UI export to serve at /; default ui/out when it exists."
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Extra allowed browser origins.")
+
+    # --- model server (Triton) ------------------------------------------------------------
+    triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
+    triton_timeout_s: float = Field(default=30.0, gt=0, description="Per-call timeout for model requests.")
+    llm_prompt_format: Literal["chatml", "llama3"] = Field(
+        default="chatml", description="Chat template the gateway applies before calling the `llm` model."
+    )
+    llm_max_tokens: int = Field(default=256, ge=1, le=8192, description="Answer length limit in tokens.")
+    tts_voice: str = Field(default="", description="Default TTS voice; empty means the model's default.")
+
+    # --- database ---------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL DSN (postgresql://user:pass@host:5432/db). Set by the local stack when unset.",
+    )
+    db_pool_max: int = Field(
+        default=10, ge=1, le=200, description="Connection pool size per gateway process."
+    )
+
+    # --- security ---------------------------------------------------------------------
+    auth_secret: SecretStr | None = Field(
+        default=None,
+        description=f"Key that signs browser session tokens; at least {MIN_SECRET_LENGTH} characters.",
+    )
+    session_token_ttl_s: int = Field(default=900, ge=30, le=86400, description="Lifetime of a session token.")
+    bootstrap_api_key: SecretStr | None = Field(
+        default=None,
+        description="An API key accepted besides the stored ones, for automation (the chart's helm test).",
+    )
+
+    # --- limits -----------------------------------------------------------------------
+    max_turn_audio_s: float = Field(default=60.0, gt=0, description="Longest audio accepted for one turn.")
+    max_text_chars: int = Field(default=2000, ge=1, description="Longest typed question accepted.")
+    rate_limit_per_minute: int = Field(default=60, ge=1, description="Requests per API key per minute.")
+    max_sessions_per_key: int = Field(default=4, ge=1, description="Concurrent voice sessions per API key.")
+
+    # --- local stack ------------------------------------------------------------------
+    state_dir: Path = Field(
+        default=Path(".voicebot"), description="Local stack state: Postgres data, Triton backends, logs."
+    )
+    postgres_port: int = Field(default=54329, ge=1, le=65535, description="Local embedded Postgres port.")
+    triton_http_port: int = Field(default=8000, ge=1, le=65535, description="Local Triton HTTP port.")
+    triton_grpc_port: int = Field(default=8001, ge=1, le=65535, description="Local Triton gRPC port.")
+    triton_metrics_port: int = Field(default=8002, ge=1, le=65535, description="Local Triton metrics port.")
+    model_repository: Path = Field(
+        default=Path("images/triton/models"), description="Triton model repository served locally."
+    )
+    model_profile: str = Field(default="fast", description="Local model profile (see docs/models.md).")
+    startup_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long a component may take to be ready."
+    )
+    docs_dir: Path = Field(
+        default=Path("docs"), description="Folder `make up` ingests as the default corpus."
+    )
+
+    # --- observability ------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json for machines, text for people."
+    )
+    otel_exporter: Literal["none", "console", "otlp"] = Field(default="none", description="Trace exporter.")
+    otel_endpoint: str = Field(default="", description="OTLP endpoint when otel_exporter=otlp.")
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_dev(self) -> Settings:
+        if self.dev_mode:
+            return self
+        secret = self.auth_secret.get_secret_value() if self.auth_secret else ""
+        if secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                "VOICEBOT_AUTH_SECRET must be set to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters (or run with VOICEBOT_DEV_MODE=true on a laptop)"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings(...)` instead."""
+    return Settings()
