@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 _DEFAULT_SECRETS_DIR = Path("/run/secrets/voicebot")
 # Values that people copy from examples; never accepted as a real secret.
@@ -35,9 +40,22 @@ class Settings(BaseSettings):
         env_prefix="VOICEBOT_",
         env_file=".env",
         env_file_encoding="utf-8",
-        secrets_dir=_secrets_dir(),
         extra="ignore",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files are named by field alone (`auth_secret`, `database_url`), as Secret keys are,
+        # and the folder is looked up when settings are built, not when this module is imported.
+        secrets = SecretsSettingsSource(settings_cls, secrets_dir=_secrets_dir(), env_prefix="")
+        return init_settings, env_settings, dotenv_settings, secrets
 
     # --- mode -------------------------------------------------------------------------
     dev_mode: bool = Field(
@@ -99,7 +117,9 @@ class Settings(BaseSettings):
     model_repository: Path = Field(
         default=Path("images/triton/models"), description="Triton model repository served locally."
     )
-    model_profile: str = Field(default="fast", description="Local model profile (see docs/models.md).")
+    model_profile: str = Field(
+        default="", description="Local model profile (docs/models.md); empty means the manifest's default."
+    )
     startup_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a component may take to be ready."
     )
@@ -108,7 +128,9 @@ class Settings(BaseSettings):
     )
 
     # --- observability ------------------------------------------------------------------
-    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log threshold."
+    )
     log_format: Literal["json", "text"] = Field(
         default="json", description="json for machines, text for people."
     )

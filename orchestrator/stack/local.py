@@ -26,7 +26,7 @@ def build_components(settings: Settings) -> list[Component]:
         metrics_port=settings.triton_metrics_port,
         state_dir=state,
         log_dir=logs,
-        env={"VOICEBOT_MODEL_PROFILE": settings.model_profile},
+        env={"VOICEBOT_MODEL_PROFILE": settings.model_profile} if settings.model_profile else {},
     )
     gateway_env = {
         "VOICEBOT_DATABASE_URL": postgres.dsn,

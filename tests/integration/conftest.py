@@ -34,7 +34,9 @@ def stack_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def postgres(stack_dir: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(stack_dir / "postgres", free_port(), log_dir=stack_dir / "logs", database="voicebot_test")
+    server = EmbeddedPostgres(
+        stack_dir / "postgres", free_port(), log_dir=stack_dir / "logs", database="voicebot_test"
+    )
     server.start()
     try:
         server.wait_ready(STARTUP_TIMEOUT_S)

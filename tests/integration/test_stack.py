@@ -27,9 +27,11 @@ def test_postgres_answers_with_pgvector(postgres: EmbeddedPostgres) -> None:
         version = conn.execute("SHOW server_version_num").fetchone()
         extension = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
         distance = conn.execute("SELECT '[1,0,0]'::vector <=> '[0,1,0]'::vector").fetchone()
-    assert version is not None and int(version[0]) >= 180000
+    assert version is not None
+    assert int(version[0]) >= 180000
     assert extension is not None
-    assert distance is not None and distance[0] == pytest.approx(1.0)
+    assert distance is not None
+    assert distance[0] == pytest.approx(1.0)
 
 
 def test_triton_answers_over_grpc(triton: TritonServer) -> None:
@@ -134,7 +136,10 @@ def test_port_conflict_is_reported_and_nothing_is_left_running(stack_dir: Path) 
             check=False,
         )
     assert result.returncode == 1
-    assert f"triton (grpc) cannot listen on 127.0.0.1:{ports['grpc']}: the port is already in use" in result.stderr
+    assert (
+        f"triton (grpc) cannot listen on 127.0.0.1:{ports['grpc']}: the port is already in use"
+        in result.stderr
+    )
     assert "hint:" in result.stderr
     assert _wait_gone(str(state), timeout_s=5) == []
 
