@@ -16,13 +16,13 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "==> creating $venv with $($python --version)"
   "$python" -m venv "$venv"
 fi
-pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+pip=("$venv/bin/python" -m pip install -qq --disable-pip-version-check)
 
 mkdir -p "$wheel_cache"
 if ! ls "$wheel_cache"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
   echo "==> building llama-cpp-python $llama_version once (about 6 minutes on 2 cores; cached in $wheel_cache)"
   # GGML_NATIVE=OFF: a portable build, so the cached wheel also runs on a different CPU.
-  CMAKE_ARGS="-DGGML_NATIVE=OFF ${CMAKE_ARGS:-}" "$venv/bin/python" -m pip wheel --quiet --no-deps \
+  CMAKE_ARGS="-DGGML_NATIVE=OFF ${CMAKE_ARGS:-}" "$venv/bin/python" -m pip wheel -qq --no-deps \
     -w "$wheel_cache" "llama-cpp-python==$llama_version"
 fi
 

@@ -9,6 +9,6 @@ stamp="$tools/venv/.stamp-$(sha256sum "$req" | cut -c1-16)"
 [ -f "$stamp" ] && exit 0
 echo "==> installing static checkers into $tools/venv"
 [ -x "$tools/venv/bin/python" ] || "$python" -m venv "$tools/venv"
-"$tools/venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+"$tools/venv/bin/python" -m pip install -qq --disable-pip-version-check -r "$req"
 rm -f "$tools"/venv/.stamp-*
 touch "$stamp"

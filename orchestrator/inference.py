@@ -1,0 +1,179 @@
+"""Async clients for the Triton models the gateway calls: `asr`, `llm`, `tts` (tensor contracts in
+docs/models.md). `embed` is called through `ingest.embedding.TritonEmbedder`.
+
+Streams are async generators over one gRPC `ModelStreamInfer` call per request: we send the
+request and half-close, Triton ends the call after the model's FINAL response. Closing the
+generator early (barge-in, client gone) cancels the call, which Triton reports to the model as
+`request.is_cancelled()`, so no orphaned generation keeps a model instance busy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from orchestrator.errors import ModelFailed, ModelUnavailable, StageTimeout
+
+_UNAVAILABLE = ("StatusCode.UNAVAILABLE", "StatusCode.CANCELLED")
+_T = TypeVar("_T")
+
+
+def translate(e: InferenceServerException, model: str) -> Exception:
+    """One InferenceServerException → our error tree (the caller raises it `from e`)."""
+    status = str(e.status() or "")
+    message = str(e.message() or e)
+    if status in _UNAVAILABLE or "failed to connect" in message.lower() or "unknown model" in message.lower():
+        return ModelUnavailable(f"model '{model}' is unavailable: {message}")
+    if status == "StatusCode.DEADLINE_EXCEEDED":
+        return StageTimeout(f"model '{model}' did not answer in time")
+    return ModelFailed(f"model '{model}' failed: {message}")
+
+
+def _string_input(name: str, value: str) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([value.encode("utf-8")], dtype=np.object_))
+    return tensor
+
+
+def _scalar_input(
+    name: str, value: float | bool, datatype: str, dtype: type[np.generic]
+) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [1], datatype)
+    tensor.set_data_from_numpy(np.array([value], dtype=dtype))
+    return tensor
+
+
+def _first_string(result: Any, name: str) -> str:
+    array = result.as_numpy(name)
+    if array is None or array.size == 0:
+        return ""
+    value = array.reshape(-1)[0]
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    is_final: bool
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    pcm: npt.NDArray[np.int16]
+    sample_rate: int
+
+
+class ModelClients:
+    """The gateway's view of Triton. One gRPC channel, shared by every session."""
+
+    def __init__(
+        self,
+        client: grpcclient.InferenceServerClient,
+        *,
+        timeout_s: float,
+        asr_model: str = "asr",
+        llm_model: str = "llm",
+        tts_model: str = "tts",
+    ) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+        self.asr_model = asr_model
+        self.llm_model = llm_model
+        self.tts_model = tts_model
+
+    # ---- asr -------------------------------------------------------------------------
+
+    async def transcribe_chunk(
+        self,
+        pcm: npt.NDArray[np.int16],
+        *,
+        sequence_id: int,
+        start: bool,
+        end: bool,
+        language: str | None = None,
+    ) -> Transcript:
+        """Send one chunk of a turn's audio; the reply is the partial (or, at `end`, final) text."""
+        audio = grpcclient.InferInput("audio", [int(pcm.size)], "INT16")
+        audio.set_data_from_numpy(pcm.astype(np.int16, copy=False))
+        inputs = [audio]
+        if language:
+            inputs.append(_string_input("language", language))
+        try:
+            result = await self.client.infer(
+                self.asr_model,
+                inputs,
+                sequence_id=sequence_id,
+                sequence_start=start,
+                sequence_end=end,
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as e:
+            raise translate(e, self.asr_model) from e
+        is_final = result.as_numpy("is_final")
+        return Transcript(
+            _first_string(result, "transcript"), bool(is_final is not None and is_final.reshape(-1)[0])
+        )
+
+    # ---- streams ---------------------------------------------------------------------
+
+    async def _stream(
+        self, model: str, inputs: list[grpcclient.InferInput], convert: Callable[[Any], _T | None]
+    ) -> AsyncGenerator[_T, None]:
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            yield {"model_name": model, "inputs": inputs}
+
+        try:
+            call = self.client.stream_infer(requests(), stream_timeout=self.timeout_s * 4)
+        except InferenceServerException as e:
+            raise translate(e, model) from e
+        try:
+            async for result, error in call:
+                if error is not None:
+                    raise translate(error, model) from error
+                item = convert(result)
+                if item is not None:
+                    yield item
+        except InferenceServerException as e:
+            raise translate(e, model) from e
+        finally:
+            call.cancel()  # no-op when the call already ended; frees the model on early close
+
+    def generate(
+        self, prompt: str, *, max_tokens: int, stop: list[str], temperature: float = 0.2, top_p: float = 0.9
+    ) -> AsyncGenerator[str, None]:
+        """Text deltas of the answer, as the model produces them."""
+        sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop}
+        inputs = [
+            _string_input("text_input", prompt),
+            _scalar_input("stream", True, "BOOL", np.bool_),
+            _string_input("sampling_parameters", json.dumps(sampling)),
+            _scalar_input("exclude_input_in_output", True, "BOOL", np.bool_),
+        ]
+        return self._stream(self.llm_model, inputs, lambda r: _first_string(r, "text_output") or None)
+
+    def synthesize(
+        self, text: str, *, voice: str = "", speaking_rate: float = 1.0
+    ) -> AsyncGenerator[AudioChunk, None]:
+        """PCM16 chunks of `text` spoken, as they are synthesised."""
+        inputs = [
+            _string_input("text", text),
+            _scalar_input("speaking_rate", speaking_rate, "FP32", np.float32),
+        ]
+        if voice:
+            inputs.append(_string_input("voice", voice))
+
+        def convert(result: Any) -> AudioChunk | None:
+            pcm = result.as_numpy("audio")
+            rate = result.as_numpy("sample_rate")
+            if pcm is None or pcm.size == 0 or rate is None:
+                return None
+            return AudioChunk(pcm.astype(np.int16, copy=False).reshape(-1), int(rate.reshape(-1)[0]))
+
+        return self._stream(self.tts_model, inputs, convert)

@@ -1,0 +1,181 @@
+"""The answer pipeline with fakes at the model and retrieval seams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator
+
+import numpy as np
+import pytest
+
+from orchestrator.errors import ModelUnavailable, StoreUnavailable
+from orchestrator.inference import AudioChunk
+from orchestrator.metrics import Metrics
+from orchestrator.pipeline import AnswerOptions, Source, Timings, answer
+from orchestrator.protocol import AudioHeader
+
+SOURCE = Source(
+    n=1,
+    title="Guide",
+    source="docs/guide.md",
+    heading_path=["Start"],
+    snippet="Run make up.",
+    text="Run make up.",
+)
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, object]] = []
+
+    async def send_text(self, data: str) -> None:
+        self.items.append(("event", json.loads(data)))
+
+    async def send_bytes(self, data: bytes) -> None:
+        header, pcm = AudioHeader.unpack(data)
+        self.items.append(("audio", (header, len(pcm))))
+
+    def events(self, type_: str) -> list[dict[str, object]]:
+        return [e for kind, e in self.items if kind == "event" and e["type"] == type_]  # type: ignore[index]
+
+    def audio_headers(self) -> list[AudioHeader]:
+        return [item[0] for kind, item in self.items if kind == "audio"]  # type: ignore[index]
+
+    def kinds(self) -> list[str]:
+        return [e["type"] if kind == "event" else "audio" for kind, e in self.items]  # type: ignore[index]
+
+
+class FakeModels:
+    def __init__(self, deltas: list[str], *, tts_fails: bool = False, delta_delay: float = 0.0) -> None:
+        self.deltas = deltas
+        self.tts_fails = tts_fails
+        self.delta_delay = delta_delay
+        self.prompts: list[str] = []
+        self.spoken: list[str] = []
+        self.closed: list[str] = []
+        self.speaking = asyncio.Event()
+
+    async def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]:
+        self.prompts.append(prompt)
+        try:
+            for delta in self.deltas:
+                await asyncio.sleep(self.delta_delay)
+                yield delta
+        finally:
+            self.closed.append("llm")
+
+    async def synthesize(
+        self, text: str, *, voice: str = "", speaking_rate: float = 1.0
+    ) -> AsyncGenerator[AudioChunk, None]:
+        if self.tts_fails:
+            raise ModelUnavailable("model 'tts' is unavailable: connection refused")
+        self.spoken.append(text)
+        self.speaking.set()
+        try:
+            for _ in range(2):
+                yield AudioChunk(np.ones(160, dtype=np.int16), 16000)
+        finally:
+            self.closed.append("tts")
+
+
+async def _retrieve_ok(question: str) -> list[Source]:
+    return [SOURCE]
+
+
+async def _retrieve_down(question: str) -> list[Source]:
+    raise StoreUnavailable("database is down")
+
+
+async def _run(
+    models: FakeModels, retrieve=_retrieve_ok, **opts: object
+) -> tuple[RecordingSink, Timings, object]:  # type: ignore[no-untyped-def]
+    sink = RecordingSink()
+    timings = Timings()
+    result = await answer(
+        "How do I start it?",
+        turn=3,
+        t0=time.monotonic(),
+        sink=sink,
+        models=models,
+        retrieve=retrieve,
+        history=[],
+        options=AnswerOptions(**opts),  # type: ignore[arg-type]
+        timings=timings,
+        metrics=Metrics(),
+    )
+    return sink, timings, result
+
+
+def test_streams_sources_deltas_audio_and_done() -> None:
+    models = FakeModels(["Run make", " up [1]. Then", " open the URL."])
+    sink, timings, result = asyncio.run(_run(models))
+    kinds = sink.kinds()
+    assert kinds[0] == "sources"
+    assert sink.events("sources")[0]["sources"][0]["title"] == "Guide"  # type: ignore[index]
+    assert "".join(e["text"] for e in sink.events("answer.delta")) == "Run make up [1]. Then open the URL."  # type: ignore[misc]
+    assert sink.events("answer.done")[0]["text"] == "Run make up [1]. Then open the URL."
+    assert models.spoken == ["Run make up.", "Then open the URL."]  # citations are not read aloud
+    assert kinds.count("audio") == 4
+    assert [h.seq for h in sink.audio_headers()] == [0, 1, 2, 3]
+    assert {h.turn for h in sink.audio_headers()} == {3}
+    assert result.spoken  # type: ignore[attr-defined]
+    assert None not in (
+        timings.retrieval,
+        timings.llm_first_token,
+        timings.tts_first_audio,
+        timings.first_audio,
+    )
+    assert "Run make up." in models.prompts[0]  # the passage is in the prompt
+
+
+def test_first_sentence_is_spoken_before_generation_ends() -> None:
+    models = FakeModels(["First sentence. ", "Second", " sentence", " here", "."], delta_delay=0.01)
+    sink, _, _ = asyncio.run(_run(models))
+    kinds = sink.kinds()
+    first_audio = kinds.index("audio")
+    last_delta = len(kinds) - 1 - kinds[::-1].index("answer.delta")
+    assert first_audio < last_delta
+
+
+def test_speech_failure_still_delivers_the_text() -> None:
+    sink, _, result = asyncio.run(_run(FakeModels(["One. ", "Two."], tts_fails=True)))
+    errors = sink.events("error")
+    assert len(errors) == 1
+    assert errors[0]["code"] == "model_unavailable"
+    assert errors[0]["fatal"] is False
+    assert sink.events("answer.done")[0]["text"] == "One. Two."
+    assert "audio" not in sink.kinds()
+    assert not result.spoken  # type: ignore[attr-defined]
+
+
+def test_retrieval_failure_answers_flagged_without_sources() -> None:
+    models = FakeModels(["I have no documents right now."])
+    sink, _, result = asyncio.run(_run(models, retrieve=_retrieve_down))
+    sources = sink.events("sources")[0]
+    assert sources["available"] is False
+    assert sources["sources"] == []
+    assert "search is unavailable" in models.prompts[0]
+    assert result.sources_available is False  # type: ignore[attr-defined]
+
+
+def test_text_only_answers_skip_speech() -> None:
+    models = FakeModels(["Hello there."])
+    sink, _, _ = asyncio.run(_run(models, speak=False))
+    assert models.spoken == []
+    assert "audio" not in sink.kinds()
+
+
+def test_cancelling_closes_both_model_streams() -> None:
+    models = FakeModels(["A sentence. "] + ["more "] * 200, delta_delay=0.005)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(_run(models))
+        await asyncio.wait_for(models.speaking.wait(), timeout=10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert "llm" in models.closed

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.sentences import SentenceSplitter, speakable
+
+
+def _split_stream(text: str, step: int) -> list[str]:
+    splitter = SentenceSplitter()
+    out: list[str] = []
+    for i in range(0, len(text), step):
+        out.extend(splitter.feed(text[i : i + step]))
+    return out + splitter.flush()
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 1000])
+def test_sentences_come_out_whole_whatever_the_delta_size(step: int) -> None:
+    text = "Voicebot answers questions. It cites its sources! Does it speak? Yes… while it writes."
+    assert _split_stream(text, step) == [
+        "Voicebot answers questions.",
+        "It cites its sources!",
+        "Does it speak?",
+        "Yes…",
+        "while it writes.",
+    ]
+
+
+def test_a_sentence_is_released_as_soon_as_it_ends() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("The gateway streams") == []
+    assert splitter.feed(" audio. The") == ["The gateway streams audio."]
+    assert splitter.flush() == ["The"]
+
+
+def test_abbreviations_initials_and_list_numbers_do_not_cut() -> None:
+    text = "Use a GPU, e.g. an H100 from J. Smith's lab. Steps:\n1. install it. Done."
+    assert _split_stream(text, 5) == [
+        "Use a GPU, e.g. an H100 from J. Smith's lab.",
+        "Steps:\n1. install it.",
+        "Done.",
+    ]
+
+
+def test_decimals_and_versions_do_not_cut() -> None:
+    assert _split_stream("Version 2.5 is out. Python 3.11 works.", 4) == [
+        "Version 2.5 is out.",
+        "Python 3.11 works.",
+    ]
+
+
+def test_long_unpunctuated_text_is_cut_at_a_soft_boundary() -> None:
+    splitter = SentenceSplitter(soft_limit=40)
+    out = splitter.feed("this clause runs on and on without a stop, and then another clause keeps going")
+    assert out == ["this clause runs on and on without a stop,"]
+
+
+def test_flush_of_nothing_is_empty() -> None:
+    assert SentenceSplitter().flush() == []
+
+
+def test_speakable_drops_citations_and_markdown() -> None:
+    assert speakable("Run **make up** [1] to start it [2, 3].") == "Run make up to start it."
