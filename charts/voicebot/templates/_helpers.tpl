@@ -1,0 +1,205 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/* The chart name, truncated to 63 characters (a DNS label). */}}
+{{- define "voicebot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The fully qualified app name: "<release>-voicebot", or the release name alone when it already
+contains the chart name. Truncated at 63 characters because some name fields are limited to that.
+*/}}
+{{- define "voicebot.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A component's resource name: voicebot.componentName (dict "root" $ "component" "gateway"). */}}
+{{- define "voicebot.componentName" -}}
+{{- printf "%s-%s" (include "voicebot.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "voicebot.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: name, instance and component only (selectors are immutable). */}}
+{{- define "voicebot.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "voicebot.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{/* Standard labels: voicebot.labels (dict "root" $ "component" "gateway"). */}}
+{{- define "voicebot.labels" -}}
+helm.sh/chart: {{ include "voicebot.chart" .root }}
+{{ include "voicebot.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: voicebot
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference: repository:tag, or repository@digest when a digest is set. */}}
+{{- define "voicebot.image" -}}
+{{- if .digest -}}
+{{- printf "%s@%s" .repository .digest -}}
+{{- else -}}
+{{- printf "%s:%s" .repository (toString .tag) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "voicebot.gatewayImage" -}}
+{{- $img := deepCopy .Values.gateway.image -}}
+{{- if not $img.tag }}{{- $_ := set $img "tag" .Chart.AppVersion -}}{{- end -}}
+{{- include "voicebot.image" $img -}}
+{{- end }}
+
+{{- define "voicebot.tritonImage" -}}
+{{- $img := deepCopy .Values.triton.image -}}
+{{- if not $img.tag }}{{- $_ := set $img "tag" .Chart.AppVersion -}}{{- end -}}
+{{- include "voicebot.image" $img -}}
+{{- end }}
+
+{{- define "voicebot.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The restricted pod security context (Pod Security Standards "restricted"). */}}
+{{- define "voicebot.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .runAsUser }}
+runAsGroup: {{ .runAsUser }}
+fsGroup: {{ .runAsUser }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The restricted container security context. */}}
+{{- define "voicebot.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .runAsUser }}
+runAsGroup: {{ .runAsUser }}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: {{ .readOnlyRootFilesystem }}
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* checkov skips shared by every workload; each one says why in place. */}}
+{{- define "voicebot.checkovSkips" -}}
+checkov.io/skip1: CKV_K8S_43=Images are pinned by exact tag; set image.digest to pin by digest (docs/deploy.md).
+checkov.io/skip2: CKV_K8S_35=The gateway reads its settings from VOICEBOT_* environment variables (contract in docs/deploy.md); values come from Secrets via secretKeyRef, never from values.yaml.
+{{- end }}
+
+{{/* Triton's in-cluster gRPC address host:port, as the gateway and ingest use it. */}}
+{{- define "voicebot.tritonUrl" -}}
+{{- if .Values.gateway.config.tritonUrl -}}
+{{- .Values.gateway.config.tritonUrl -}}
+{{- else if eq .Values.triton.mode "kserve" -}}
+{{- printf "%s-predictor.%s.svc:80" (include "voicebot.componentName" (dict "root" . "component" "triton")) .Release.Namespace -}}
+{{- else -}}
+{{- printf "%s.%s.svc:8001" (include "voicebot.componentName" (dict "root" . "component" "triton")) .Release.Namespace -}}
+{{- end -}}
+{{- end }}
+
+{{/* The Secret holding auth_secret and bootstrap_api_key (generated unless secrets.existingSecret). */}}
+{{- define "voicebot.appSecretName" -}}
+{{- default (include "voicebot.componentName" (dict "root" . "component" "secrets")) .Values.secrets.existingSecret -}}
+{{- end }}
+
+{{- define "voicebot.postgresSecretName" -}}
+{{- default (include "voicebot.componentName" (dict "root" . "component" "postgres")) .Values.postgres.auth.existingSecret -}}
+{{- end }}
+
+{{/*
+Environment shared by every container that runs the voicebot CLI (gateway, migrations, ingest,
+helm test): the secrets and the database URL. In-cluster Postgres: the URL is composed from the
+password with Kubernetes' $(VAR) expansion, so an existing password secret works unchanged.
+*/}}
+{{- define "voicebot.secretEnv" -}}
+- name: VOICEBOT_AUTH_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.appSecretName" . }}
+      key: auth_secret
+- name: VOICEBOT_BOOTSTRAP_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.appSecretName" . }}
+      key: bootstrap_api_key
+{{- if .Values.postgres.enabled }}
+- name: POSTGRES_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.postgresSecretName" . }}
+      key: {{ .Values.postgres.auth.secretKey }}
+- name: VOICEBOT_DATABASE_URL
+  value: {{ printf "postgresql://%s:$(POSTGRES_PASSWORD)@%s.%s.svc:5432/%s" .Values.postgres.auth.username (include "voicebot.componentName" (dict "root" . "component" "postgres")) .Release.Namespace .Values.postgres.auth.database | quote }}
+{{- else }}
+- name: VOICEBOT_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.postgres.external.existingSecret }}
+      key: {{ .Values.postgres.external.existingSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/* The CLI containers' writable scratch space: the root filesystem is read-only. */}}
+{{- define "voicebot.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .sizeLimit | default "256Mi" }}
+{{- end }}
+
+{{/* Values checks that a JSON schema cannot express; all messages at once, then fail. */}}
+{{- define "voicebot.validateValues" -}}
+{{- $messages := list -}}
+{{- if and (not .Values.postgres.enabled) (not .Values.postgres.external.existingSecret) -}}
+{{- $messages = append $messages "postgres.external.existingSecret: required when postgres.enabled=false (a Secret whose key postgres.external.existingSecretKey holds the database URL)" -}}
+{{- end -}}
+{{- if and .Values.gateway.ingress.enabled (not .Values.gateway.ingress.host) -}}
+{{- $messages = append $messages "gateway.ingress.host: required when gateway.ingress.enabled=true" -}}
+{{- end -}}
+{{- $tls := .Values.gateway.ingress.tls -}}
+{{- if and .Values.gateway.ingress.enabled $tls.enabled (not (or $tls.clusterIssuer $tls.issuer $tls.existingSecret)) -}}
+{{- $messages = append $messages "gateway.ingress.tls: set clusterIssuer, issuer (cert-manager) or existingSecret when tls.enabled=true" -}}
+{{- end -}}
+{{- if and (eq .Values.models.source "volume") (not .Values.models.weights.existingClaim) -}}
+{{- $messages = append $messages "models.weights.existingClaim: required when models.source=volume (air-gapped: a claim pre-filled with the weights)" -}}
+{{- end -}}
+{{- if and .Values.ingest.enabled (eq .Values.ingest.volume.existingClaim "") (not .Values.ingest.volume.create) -}}
+{{- $messages = append $messages "ingest.volume: set existingClaim or create=true when ingest.enabled=true" -}}
+{{- end -}}
+{{- if and .Values.triton.autoscaling.enabled (gt (int .Values.triton.autoscaling.minReplicas) (int .Values.triton.autoscaling.maxReplicas)) -}}
+{{- $messages = append $messages "triton.autoscaling: minReplicas must not exceed maxReplicas" -}}
+{{- end -}}
+{{- if and .Values.gateway.autoscaling.enabled (gt (int .Values.gateway.autoscaling.minReplicas) (int .Values.gateway.autoscaling.maxReplicas)) -}}
+{{- $messages = append $messages "gateway.autoscaling: minReplicas must not exceed maxReplicas" -}}
+{{- end -}}
+{{- if and (eq .Values.triton.mode "kserve") .Values.triton.autoscaling.enabled (eq .Values.triton.autoscaling.mode "hpa") -}}
+{{- $messages = append $messages "triton.autoscaling.mode=hpa is for triton.mode=deployment; with KServe use mode=keda (or KServe's own autoscaling)" -}}
+{{- end -}}
+{{- if $messages -}}
+{{- printf "\n\nVALUES VALIDATION:\n  - %s" (join "\n  - " $messages) | fail -}}
+{{- end -}}
+{{- end }}
