@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from orchestrator import __version__
-from orchestrator.api import health
+from orchestrator.api import chat, health, voice
+from orchestrator.errors import VoicebotError
 from orchestrator.settings import Settings, get_settings
 from orchestrator.state import AppState
 
@@ -28,4 +32,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Voicebot", version=__version__, lifespan=lifespan)
     app.state.voicebot = state
     app.include_router(health.router)
+    app.include_router(voice.router)
+    app.include_router(chat.router)
+
+    @app.exception_handler(VoicebotError)
+    async def voicebot_error(request: Request, exc: VoicebotError) -> JSONResponse:
+        state.metrics.errors.labels(exc.code.value).inc()
+        return JSONResponse(
+            {"error": {"code": exc.code.value, "message": exc.message}}, status_code=exc.http_status
+        )
+
+    ui_dir = settings.ui_dir or Path(__file__).resolve().parent.parent / "ui" / "out"
+    if ui_dir.is_dir():
+        app.mount("/", StaticFiles(directory=ui_dir, html=True), name="ui")
     return app

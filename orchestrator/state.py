@@ -5,13 +5,24 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import psycopg
+import psycopg_pool
 import tritonclient.grpc.aio as grpcclient
 from psycopg_pool import AsyncConnectionPool
 
+from ingest.embedding import TritonEmbedder
+from ingest.errors import EmbeddingUnavailable
+from ingest.search import search
+from orchestrator.errors import ModelUnavailable, StoreUnavailable
+from orchestrator.inference import ModelClients
 from orchestrator.metrics import Metrics
+from orchestrator.pipeline import AnswerOptions, Sink, Source, sources_from_hits
+from orchestrator.session import SessionConfig, VoiceSession
 from orchestrator.settings import Settings
 
 READINESS_TIMEOUT_S = 2.0
+RETRIEVAL_K = 4
+COLLECTION = "default"
 
 
 @dataclass
@@ -20,9 +31,15 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     pool: AsyncConnectionPool | None = None
     triton: grpcclient.InferenceServerClient | None = None
+    models: ModelClients | None = None
+    embedder: TritonEmbedder | None = None
 
     async def open(self) -> None:
         self.triton = grpcclient.InferenceServerClient(self.settings.triton_url)
+        self.models = ModelClients(self.triton, timeout_s=self.settings.triton_timeout_s)
+        self.embedder = TritonEmbedder(
+            self.settings.triton_url, timeout_s=self.settings.triton_timeout_s, max_attempts=2
+        )
         if self.settings.database_url is not None:
             # open(wait=False): the gateway starts (and reports not ready) while Postgres is down,
             # and the pool reconnects by itself when it returns.
@@ -36,6 +53,8 @@ class AppState:
             await self.pool.open(wait=False)
 
     async def close(self) -> None:
+        if self.embedder is not None:
+            await self.embedder.close()
         if self.pool is not None:
             await self.pool.close()
         if self.triton is not None:
@@ -65,3 +84,36 @@ class AppState:
         for name, ok in checks.items():
             self.metrics.dependency_up.labels(name).set(1 if ok else 0)
         return checks
+
+    async def retrieve(self, question: str) -> list[Source]:
+        """The passages that answer `question`, as numbered citations (the pipeline's Retriever)."""
+        if self.pool is None or self.embedder is None:
+            raise StoreUnavailable("no database is configured")
+        try:
+            async with self.pool.connection(timeout=READINESS_TIMEOUT_S * 2) as conn:
+                hits = await search(conn, self.embedder, question, collection=COLLECTION, k=RETRIEVAL_K)
+        except EmbeddingUnavailable as e:
+            raise ModelUnavailable(f"the embedding model is unavailable: {e}") from e
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+            raise StoreUnavailable("the document store is unavailable") from e
+        return sources_from_hits(hits)
+
+    def answer_options(self, *, speak: bool = True) -> AnswerOptions:
+        return AnswerOptions(
+            prompt_format=self.settings.llm_prompt_format,
+            max_tokens=self.settings.llm_max_tokens,
+            voice=self.settings.tts_voice,
+            speak=speak,
+        )
+
+    def new_session(self, sink: Sink) -> VoiceSession:
+        assert self.models is not None, "open() first"
+        config = SessionConfig(
+            max_turn_audio_s=self.settings.max_turn_audio_s,
+            max_text_chars=self.settings.max_text_chars,
+            asr_timeout_s=self.settings.triton_timeout_s,
+            options=self.answer_options(),
+        )
+        return VoiceSession(
+            sink=sink, models=self.models, retrieve=self.retrieve, metrics=self.metrics, config=config
+        )

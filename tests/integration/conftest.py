@@ -20,6 +20,8 @@ from tests.conftest import REPO_ROOT
 
 MODEL_REPOSITORY = REPO_ROOT / "images" / "triton" / "models"
 STARTUP_TIMEOUT_S = 300.0
+# Logs outlive the run (the state folder does not), so a failure in CI can be read afterwards.
+LOG_DIR = REPO_ROOT / "build" / "test-logs"
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +30,8 @@ def stack_dir() -> Iterator[Path]:
     (pytest's own tmp folders are private to root)."""
     path = Path(tempfile.mkdtemp(prefix="voicebot-test-"))
     path.chmod(0o755)
+    shutil.rmtree(LOG_DIR, ignore_errors=True)
+    LOG_DIR.mkdir(parents=True)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -35,7 +39,7 @@ def stack_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def postgres(stack_dir: Path) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(
-        stack_dir / "postgres", free_port(), log_dir=stack_dir / "logs", database="voicebot_test"
+        stack_dir / "postgres", free_port(), log_dir=LOG_DIR, database="voicebot_test"
     )
     server.start()
     try:
@@ -56,7 +60,7 @@ def triton(stack_dir: Path) -> Iterator[TritonServer]:
         grpc_port=free_port(),
         metrics_port=free_port(),
         state_dir=stack_dir,
-        log_dir=stack_dir / "logs",
+        log_dir=LOG_DIR,
         env=env,
     )
     server.start()

@@ -1,0 +1,90 @@
+"""`POST /v1/chat`: a typed question answered as Server-Sent Events (sources, deltas, done)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from orchestrator.auth import check_api_key
+from orchestrator.errors import TooLarge, VoicebotError
+from orchestrator.pipeline import Timings, answer
+from orchestrator.protocol import error_event
+from orchestrator.state import AppState
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+
+# Pipeline event type → SSE event name.
+_SSE_NAMES = {"sources": "sources", "answer.delta": "delta", "answer.done": "done", "error": "error"}
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, description="The question.")
+
+
+class _SseSink:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=256)
+
+    async def send_text(self, data: str) -> None:
+        name = _SSE_NAMES.get(json.loads(data)["type"])
+        if name:
+            await self.queue.put(f"event: {name}\ndata: {data}\n\n")
+
+    async def send_bytes(self, data: bytes) -> None:  # text only: no audio on this API
+        return None
+
+
+@router.post(
+    "/chat",
+    summary="Answer a typed question (SSE: sources, delta…, done | error)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 413: {}},
+)
+async def chat(
+    body: ChatRequest, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> StreamingResponse:
+    state: AppState = request.app.state.voicebot
+    check_api_key(state.settings, authorization, request.client.host if request.client else None)
+    if len(body.message) > state.settings.max_text_chars:
+        raise TooLarge(f"message is over {state.settings.max_text_chars} characters")
+    assert state.models is not None
+    models = state.models
+    sink = _SseSink()
+
+    async def produce() -> None:
+        try:
+            await answer(
+                body.message,
+                turn=1,
+                t0=time.monotonic(),
+                sink=sink,
+                models=models,
+                retrieve=state.retrieve,
+                history=[],
+                options=state.answer_options(speak=False),
+                timings=Timings(),
+                metrics=state.metrics,
+            )
+        except VoicebotError as e:
+            state.metrics.errors.labels(e.code.value).inc()
+            await sink.send_text(error_event(e.code, e.message, turn=1))
+        finally:
+            await sink.queue.put(None)
+
+    async def stream() -> AsyncIterator[str]:
+        task = asyncio.create_task(produce())
+        try:
+            while (item := await sink.queue.get()) is not None:
+                yield item
+        finally:
+            task.cancel()  # client went away: stop generating
+            await asyncio.gather(task, return_exceptions=True)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

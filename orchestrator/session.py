@@ -1,0 +1,352 @@
+"""A voice session: the turn state machine behind one WebSocket (protocol in docs/protocol.md).
+
+States: idle → recording (turn.start … audio … turn.end) → answering → idle. A `turn.start`
+while answering is a barge-in: the answer task is cancelled (closing the LLM and TTS streams on
+Triton) and the client is told to drop that turn's queued audio (`audio.clear`). Each recording
+streams its audio to `asr` as a Triton sequence, so partial transcripts arrive while the button
+is held and the final one needs only the last chunk decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from orchestrator.errors import StageTimeout, VoicebotError
+from orchestrator.inference import ModelClients
+from orchestrator.metrics import Metrics
+from orchestrator.pipeline import AnswerOptions, Retriever, Sink, Timings, answer
+from orchestrator.prompt import Exchange
+from orchestrator.protocol import (
+    INPUT_SAMPLE_RATE,
+    INPUT_SAMPLE_WIDTH,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ProtocolError,
+    SessionStart,
+    TextQuestion,
+    TurnCancel,
+    TurnEnd,
+    TurnStart,
+    error_event,
+    event,
+    parse_client_message,
+    validate_audio_frame,
+)
+
+log = logging.getLogger(__name__)
+
+ASR_CHUNK_S = 0.5  # audio sent to `asr` per request while the button is held
+HISTORY_TURNS = 4  # exchanges of the session given to the LLM
+SessionRecorder = Callable[[str, int, str, "TurnOutcome"], Awaitable[None]]
+
+
+@dataclass
+class TurnOutcome:
+    question: str
+    answer: str
+    sources: list[dict[str, object]]
+    timings: dict[str, float | None]
+    outcome: str  # ok | error | cancelled
+
+
+@dataclass
+class SessionConfig:
+    max_turn_audio_s: float
+    max_text_chars: int
+    asr_timeout_s: float
+    options: AnswerOptions
+
+
+class AsrStream:
+    """Feeds one turn's audio to the `asr` sequence in ASR_CHUNK_S pieces, off the receive loop.
+
+    When ASR falls behind, waiting pieces are merged into one request, so the final transcript
+    after release never waits for a backlog of partials."""
+
+    def __init__(
+        self, models: ModelClients, language: str | None, on_partial: Callable[[str], Awaitable[None]]
+    ) -> None:
+        self.models = models
+        self.language = language
+        self.on_partial = on_partial
+        self.sequence_id = secrets.randbits(63) or 1
+        self._chunk_bytes = int(ASR_CHUNK_S * INPUT_SAMPLE_RATE) * INPUT_SAMPLE_WIDTH
+        self._pending = bytearray()
+        self._queue: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
+        self._final: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run())
+
+    def feed(self, frame: bytes) -> None:
+        self._pending += frame
+        if len(self._pending) >= self._chunk_bytes:
+            self._queue.put_nowait((bytes(self._pending), False))
+            self._pending.clear()
+
+    async def finish(self) -> str:
+        """Send what is left with END and return the final transcript."""
+        self._queue.put_nowait((bytes(self._pending), True))
+        self._pending.clear()
+        return await self._final
+
+    async def _run(self) -> None:
+        started = False
+        try:
+            while True:
+                chunk, end = await self._queue.get()
+                while not end and not self._queue.empty():
+                    more, end = self._queue.get_nowait()
+                    chunk += more
+                pcm = np.frombuffer(chunk, dtype="<i2")
+                result = await self.models.transcribe_chunk(
+                    pcm, sequence_id=self.sequence_id, start=not started, end=end, language=self.language
+                )
+                started = True
+                if end:
+                    self._final.set_result(result.text.strip())
+                    return
+                if result.text:
+                    await self.on_partial(result.text)
+        except Exception as e:
+            if not self._final.done():
+                self._final.set_exception(e)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if not self._final.done():
+            self._final.cancel()
+
+
+@dataclass
+class VoiceSession:
+    sink: Sink
+    models: ModelClients
+    retrieve: Retriever
+    metrics: Metrics
+    config: SessionConfig
+    record: SessionRecorder | None = None
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    history: list[Exchange] = field(default_factory=list)
+    language: str | None = None
+    voice: str = ""
+    started: bool = False
+    _turn: int = 0
+    _asr: AsrStream | None = None
+    _audio_bytes: int = 0
+    _answering: asyncio.Task[None] | None = None
+    _answering_turn: int = 0
+
+    # ---- inbound ---------------------------------------------------------------------
+
+    async def on_text(self, raw: str) -> None:
+        try:
+            message = parse_client_message(raw)
+            if isinstance(message, SessionStart):
+                await self._start_session(message)
+            elif not self.started:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "send session.start first")
+            elif isinstance(message, TurnStart):
+                await self._turn_start()
+            elif isinstance(message, TurnEnd):
+                await self._turn_end()
+            elif isinstance(message, TurnCancel):
+                await self._cancel(reason="cancelled")
+            elif isinstance(message, TextQuestion):
+                await self._text(message)
+        except ProtocolError as e:
+            await self._error(e.code, e.message)
+
+    async def on_audio(self, frame: bytes) -> None:
+        try:
+            if self._asr is None:
+                raise ProtocolError(
+                    ErrorCode.BAD_AUDIO, "audio received outside a turn; send turn.start first"
+                )
+            validate_audio_frame(frame)
+            limit = int(self.config.max_turn_audio_s * INPUT_SAMPLE_RATE) * INPUT_SAMPLE_WIDTH
+            if self._audio_bytes + len(frame) > limit:
+                await self._abandon_recording()
+                raise ProtocolError(
+                    ErrorCode.TOO_LARGE,
+                    f"turn audio is over {self.config.max_turn_audio_s:.0f} s; the turn was dropped",
+                )
+            self._audio_bytes += len(frame)
+            self._asr.feed(frame)
+        except ProtocolError as e:
+            await self._error(e.code, e.message)
+
+    async def close(self) -> None:
+        await self._cancel(reason="cancelled", notify=False)
+        if self.started:
+            self.metrics.open_sessions.dec()
+
+    # ---- transitions -----------------------------------------------------------------
+
+    async def _start_session(self, message: SessionStart) -> None:
+        if self.started:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "the session has already started")
+        if message.session_id:
+            self.session_id = message.session_id
+        self.language = message.language
+        self.voice = message.voice or self.config.options.voice
+        self.started = True
+        self.metrics.open_sessions.inc()
+        await self.sink.send_text(
+            event(
+                "session.ready",
+                session_id=self.session_id,
+                protocol=PROTOCOL_VERSION,
+                input_sample_rate=INPUT_SAMPLE_RATE,
+            )
+        )
+
+    async def _turn_start(self) -> None:
+        if self._answering is not None and not self._answering.done():
+            self.metrics.barge_ins.inc()
+        await self._cancel(reason="cancelled")
+        self._turn += 1
+        turn = self._turn
+
+        async def partial(text: str) -> None:
+            await self.sink.send_text(event("transcript.partial", turn=turn, text=text))
+
+        self._asr = AsrStream(self.models, self.language, partial)
+        self._audio_bytes = 0
+        await self.sink.send_text(event("turn.started", turn=turn))
+
+    async def _turn_end(self) -> None:
+        if self._asr is None:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "turn.end without turn.start")
+        asr, self._asr = self._asr, None
+        turn = self._turn
+        t0 = time.monotonic()
+        timings = Timings()
+        self._launch(turn, self._transcribe_then_answer(asr, turn, t0, timings))
+
+    async def _text(self, message: TextQuestion) -> None:
+        if len(message.text) > self.config.max_text_chars:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"text is over {self.config.max_text_chars} characters")
+        await self._cancel(reason="cancelled")
+        self._turn += 1
+        turn = self._turn
+        await self.sink.send_text(event("turn.started", turn=turn))
+        options = AnswerOptions(
+            prompt_format=self.config.options.prompt_format,
+            max_tokens=self.config.options.max_tokens,
+            voice=self.voice,
+            speak=message.speak,
+        )
+        self._launch(turn, self._answer(message.text, turn, time.monotonic(), Timings(), options))
+
+    def _launch(self, turn: int, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        self._answering = asyncio.create_task(run(), name=f"turn-{self.session_id}-{turn}")
+        self._answering_turn = turn
+
+    async def _transcribe_then_answer(self, asr: AsrStream, turn: int, t0: float, timings: Timings) -> None:
+        try:
+            try:
+                question = await asyncio.wait_for(asr.finish(), timeout=self.config.asr_timeout_s)
+            except TimeoutError as e:
+                raise StageTimeout("transcription took too long") from e
+            finally:
+                await asr.aclose()
+            timings.asr_final = (time.monotonic() - t0) * 1000
+            self.metrics.stage_duration.labels("asr_final").observe(timings.asr_final / 1000)
+            await self.sink.send_text(event("transcript.final", turn=turn, text=question))
+            if not question:
+                await self._done(turn, timings, t0, TurnOutcome("", "", [], {}, "ok"), note="no speech heard")
+                return
+            options = AnswerOptions(
+                prompt_format=self.config.options.prompt_format,
+                max_tokens=self.config.options.max_tokens,
+                voice=self.voice,
+            )
+            await self._answer(question, turn, t0, timings, options)
+        except VoicebotError as e:
+            await self._turn_failed(turn, e, timings, t0)
+
+    async def _answer(
+        self, question: str, turn: int, t0: float, timings: Timings, options: AnswerOptions
+    ) -> None:
+        try:
+            result = await answer(
+                question,
+                turn=turn,
+                t0=t0,
+                sink=self.sink,
+                models=self.models,
+                retrieve=self.retrieve,
+                history=self.history[-HISTORY_TURNS:],
+                options=options,
+                timings=timings,
+                metrics=self.metrics,
+            )
+        except VoicebotError as e:
+            await self._turn_failed(turn, e, timings, t0)
+            return
+        self.history.append(Exchange(question, result.text))
+        outcome = TurnOutcome(question, result.text, [s.public() for s in result.sources], {}, "ok")
+        await self._done(turn, timings, t0, outcome)
+
+    async def _done(
+        self, turn: int, timings: Timings, t0: float, outcome: TurnOutcome, note: str = ""
+    ) -> None:
+        timings.total = (time.monotonic() - t0) * 1000
+        self.metrics.stage_duration.labels("turn_total").observe(timings.total / 1000)
+        self.metrics.turns.labels(outcome.outcome).inc()
+        outcome.timings = timings.as_dict()
+        fields: dict[str, object] = {"turn": turn, "timings": outcome.timings, "outcome": outcome.outcome}
+        if note:
+            fields["note"] = note
+        await self.sink.send_text(event("turn.done", **fields))
+        if self.record is not None:
+            try:
+                await self.record(self.session_id, turn, "voice", outcome)
+            except VoicebotError as e:
+                log.warning(
+                    "turn not recorded",
+                    extra={"session": self.session_id, "turn": turn, "code": e.code.value},
+                )
+
+    async def _turn_failed(self, turn: int, e: VoicebotError, timings: Timings, t0: float) -> None:
+        log.warning("turn failed", extra={"session": self.session_id, "turn": turn, "code": e.code.value})
+        self.metrics.errors.labels(e.code.value).inc()
+        await self.sink.send_text(error_event(e.code, e.message, turn=turn))
+        await self._done(turn, timings, t0, TurnOutcome("", "", [], {}, "error"))
+
+    async def _abandon_recording(self) -> None:
+        if self._asr is not None:
+            asr, self._asr = self._asr, None
+            await asr.aclose()
+
+    async def _cancel(self, *, reason: str, notify: bool = True) -> None:
+        """Stop the recording and/or the answer in flight; tell the client to drop its audio."""
+        await self._abandon_recording()
+        task, self._answering = self._answering, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.metrics.turns.labels(reason).inc()
+            if notify:
+                await self.sink.send_text(event("audio.clear", turn=self._answering_turn))
+                await self.sink.send_text(
+                    event("turn.done", turn=self._answering_turn, outcome=reason, timings={})
+                )
+
+    async def _error(self, code: ErrorCode, message: str) -> None:
+        self.metrics.errors.labels(code.value).inc()
+        await self.sink.send_text(error_event(code, message, turn=self._turn or None))

@@ -1,0 +1,27 @@
+"""Speech made at test time with espeak-ng (installed by `make tools-integration`), as 16 kHz PCM16."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def speak_pcm16(text: str, *, rate_wpm: int = 150) -> bytes:
+    """`text` spoken by espeak-ng, resampled by sox to 16 kHz mono PCM16 (raw, little-endian)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(rate_wpm), "-w", str(wav), text], check=True)
+        raw = subprocess.run(
+            ["sox", str(wav), "-t", "raw", "-r", "16000", "-e", "signed", "-b", "16", "-c", "1", "-L", "-"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    return raw
+
+
+def rms(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    return float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
