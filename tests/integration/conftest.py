@@ -38,9 +38,7 @@ def stack_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def postgres(stack_dir: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(
-        stack_dir / "postgres", free_port(), log_dir=LOG_DIR, database="voicebot_test"
-    )
+    server = EmbeddedPostgres(stack_dir / "postgres", free_port(), log_dir=LOG_DIR, database="voicebot_test")
     server.start()
     try:
         server.wait_ready(STARTUP_TIMEOUT_S)
