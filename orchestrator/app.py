@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from orchestrator import __version__
 from orchestrator.api import chat, health, voice
 from orchestrator.errors import VoicebotError
+from orchestrator.observability import add_http_metrics, configure_tracing
 from orchestrator.settings import Settings, get_settings
 from orchestrator.state import AppState
 
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Voicebot", version=__version__, lifespan=lifespan)
     app.state.voicebot = state
+    add_http_metrics(app, state.metrics)
+    configure_tracing(app, settings)
     app.include_router(health.router)
     app.include_router(voice.router)
     app.include_router(chat.router)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from ingest import commands as ingest_commands
+from orchestrator.models import commands as model_commands
 from orchestrator.settings import Settings
 
 
@@ -23,7 +25,7 @@ def _load_settings(**overrides: object) -> Settings:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from orchestrator.stack.errors import StackError
-    from orchestrator.stack.local import build_components
+    from orchestrator.stack.local import build_components, ingest_docs
     from orchestrator.stack.runner import ShutdownRequested, StackRunner, shutdown_signals
 
     overrides: dict[str, object] = {}
@@ -40,6 +42,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             shutdown_signals(),
             StackRunner(components, startup_timeout_s=settings.startup_timeout_s) as stack,
         ):
+            if not args.no_ingest:
+                ingest_docs(settings, components)
             print()
             print(f"Voicebot is running: http://{settings.host}:{settings.port}")
             for component in components:
@@ -59,14 +63,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from orchestrator.app import create_app
+    from orchestrator.observability import configure_logging
 
     settings = _load_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings)
+    if settings.dev_mode:
+        logging.getLogger("voicebot").warning("dev mode: anonymous access is allowed from loopback only")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # keep our handlers (JSON lines)
         ws_max_size=1 << 20,
         timeout_graceful_shutdown=20,
     )
@@ -87,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the local stack: Postgres, Triton, the gateway; ingest docs/")
     up.add_argument("--dev", action="store_true", help="dev mode: anonymous access from loopback only")
     up.add_argument("--port", type=int, default=0, help="gateway port (default: VOICEBOT_PORT or 8080)")
+    up.add_argument("--no-ingest", action="store_true", help="do not ingest VOICEBOT_DOCS_DIR at start")
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run the gateway only (the container entrypoint)")
@@ -94,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check what the local stack needs")
     doctor.set_defaults(func=cmd_doctor)
+
+    # Command groups owned by other packages: `ingest`, `db migrate` (ingest/), `models` (weights).
+    ingest_commands.register(sub)
+    model_commands.register(sub)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 import psycopg
@@ -11,7 +12,8 @@ import tritonclient.grpc.aio as grpcclient
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.embedding import TritonEmbedder
-from ingest.errors import EmbeddingUnavailable
+from ingest.errors import EmbeddingUnavailable, IngestError
+from ingest.migrate import migrate
 from ingest.search import search
 from orchestrator.errors import ModelUnavailable, StoreUnavailable
 from orchestrator.inference import ModelClients
@@ -19,6 +21,8 @@ from orchestrator.metrics import Metrics
 from orchestrator.pipeline import AnswerOptions, Sink, Source, sources_from_hits
 from orchestrator.session import SessionConfig, VoiceSession
 from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 2.0
 RETRIEVAL_K = 4
@@ -51,6 +55,17 @@ class AppState:
                 kwargs={"autocommit": True},
             )
             await self.pool.open(wait=False)
+            await self._migrate(self.settings.database_url.get_secret_value())
+
+    async def _migrate(self, dsn: str) -> None:
+        """Apply schema migrations at start-up; with Postgres down, start anyway (not ready)."""
+        try:
+            applied = await migrate(dsn)
+        except IngestError as e:
+            log.warning("schema migrations not applied at start-up: %s", e)
+            return
+        if applied:
+            log.info("applied schema migrations %s", ", ".join(applied))
 
     async def close(self) -> None:
         if self.embedder is not None:

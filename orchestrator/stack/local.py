@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,13 +38,22 @@ def build_components(settings: Settings) -> list[Component]:
     return [postgres, triton, gateway]
 
 
-def ingest_docs(settings: Settings, env: dict[str, str]) -> None:
-    """Ingest the default corpus; unchanged files are skipped, so restarts are cheap."""
+def ingest_docs(settings: Settings, components: list[Component]) -> None:
+    """Ingest the default corpus with the gateway's own settings; unchanged files are skipped."""
     docs = Path(settings.docs_dir)
     if not docs.is_dir():
+        print(f"==> no {docs} folder to ingest")
         return
+    gateway = next(c for c in components if isinstance(c, GatewayProcess))
+    env = dict(os.environ)
+    env.update(gateway.env)
+    print(f"==> ingesting {docs}")
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", "ingest", str(docs), "--prune"], env=env, check=False
     )
     if result.returncode != 0:
-        raise StackError("ingest", f"ingesting {docs} failed (exit status {result.returncode})")
+        raise StackError(
+            "ingest",
+            f"ingesting {docs} failed (exit status {result.returncode})",
+            hint="see the report above",
+        )

@@ -7,8 +7,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -16,6 +16,7 @@ import psycopg
 import pytest
 import tritonclient.grpc as grpcclient
 
+from orchestrator.stack.component import http_ok
 from orchestrator.stack.ports import free_port
 from orchestrator.stack.postgres import EmbeddedPostgres
 from orchestrator.stack.triton import TritonServer
@@ -75,7 +76,7 @@ def _stack_env(state: Path, **ports: int) -> dict[str, str]:
             "VOICEBOT_TRITON_GRPC_PORT": str(ports["grpc"]),
             "VOICEBOT_TRITON_METRICS_PORT": str(ports["metrics"]),
             "VOICEBOT_MODEL_REPOSITORY": str(REPO_ROOT / "images" / "triton" / "models"),
-            "VOICEBOT_DOCS_DIR": str(state / "no-docs"),
+            "VOICEBOT_DOCS_DIR": str(state / "docs"),
         }
     )
     return env
@@ -87,6 +88,10 @@ def _ports() -> dict[str, int]:
 
 def test_up_serves_ready_and_sigint_leaves_nothing_behind(stack_dir: Path) -> None:
     state = stack_dir / "up-run"
+    (state / "docs").mkdir(parents=True)
+    (state / "docs" / "faq.md").write_text(
+        "# FAQ\n\n## Hours\n\nThe help desk opens at nine in the morning.\n"
+    )
     ports = _ports()
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "up", "--dev"],
@@ -96,25 +101,27 @@ def test_up_serves_ready_and_sigint_leaves_nothing_behind(stack_dir: Path) -> No
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
         deadline = time.monotonic() + 300
-        ready = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ports['gateway']}/readyz", timeout=2) as r:
-                    ready = r.status == 200
-            except OSError:
-                ready = False
-            if ready:
-                break
-            time.sleep(1)
-        assert ready, f"stack never became ready; exit={proc.poll()}"
+        while not any("Voicebot is running" in line for line in lines):
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "stack never said it was running:\n" + "".join(lines)
+            time.sleep(0.5)
+        assert http_ok(f"http://127.0.0.1:{ports['gateway']}/readyz")
         assert _descendants_of_stack(str(state)), "expected postgres/triton processes under the state dir"
     finally:
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    output = "".join(lines)
     assert proc.returncode == 0, output
     assert "Voicebot is running: http://127.0.0.1:" in output
+    assert "ingest into 'default': 1 files, 1 new" in output
     assert "stopping postgres" in output
     assert _wait_gone(str(state)) == []
 

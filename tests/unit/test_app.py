@@ -1,0 +1,79 @@
+"""The app's HTTP surface without external services (Triton and Postgres unreachable)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from orchestrator.app import create_app
+from orchestrator.observability import JsonFormatter
+from orchestrator.settings import Settings
+
+SECRET = "k" * 40
+
+
+def _client(**overrides: object) -> TestClient:
+    settings = Settings(auth_secret=SECRET, triton_url="127.0.0.1:1", ui_dir=None, **overrides)  # type: ignore[arg-type]
+    return TestClient(create_app(settings))
+
+
+def test_health_ready_and_metrics() -> None:
+    with _client() as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"triton": False, "postgres": False}
+        metrics = client.get("/metrics").text
+    assert 'voicebot_dependency_up{dependency="triton"} 0.0' in metrics
+    assert 'voicebot_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in metrics
+    assert 'voicebot_http_requests_total{method="GET",route="/readyz",status="503"} 1.0' in metrics
+
+
+def test_unknown_paths_share_one_metric_label() -> None:
+    with _client() as client:
+        client.get("/no/such/page/1")
+        client.get("/no/such/page/2")
+        metrics = client.get("/metrics").text
+    assert 'route="unmatched",status="404"} 2.0' in metrics
+
+
+def test_chat_without_a_key_is_refused_with_a_stable_error() -> None:
+    with _client() as client:
+        response = client.post("/v1/chat", json={"message": "hi"})
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {"code": "unauthorized", "message": "an API key is required: Authorization: Bearer <key>"}
+    }
+
+
+def test_bootstrap_key_gets_a_session_token() -> None:
+    with _client(bootstrap_api_key="b" * 40) as client:
+        refused = client.post("/v1/sessions", headers={"Authorization": "Bearer wrong"})
+        granted = client.post("/v1/sessions", headers={"Authorization": "Bearer " + "b" * 40})
+    assert refused.status_code == 401
+    assert granted.status_code == 200
+    assert set(granted.json()) == {"session_id", "token", "expires_at"}
+
+
+def test_websocket_without_a_token_is_closed_with_4401() -> None:
+    with (
+        _client() as client,
+        pytest.raises(WebSocketDisconnect) as info,
+        client.websocket_connect("/v1/voice"),
+    ):
+        pass
+    assert info.value.code == 4401
+    assert "POST /v1/sessions" in info.value.reason
+
+
+def test_json_log_lines_carry_ids_not_free_text() -> None:
+    record = logging.LogRecord("voicebot", logging.INFO, __file__, 1, "turn failed", (), None)
+    record.session = "abc"
+    record.turn = 2
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "turn failed"
+    assert (line["session"], line["turn"], line["level"]) == ("abc", 2, "info")
