@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from orchestrator import __version__
-from orchestrator.api import chat, health, voice
+from orchestrator.api import chat, health, openai_compat, voice
 from orchestrator.errors import VoicebotError
 from orchestrator.observability import add_http_metrics, configure_tracing
 from orchestrator.settings import Settings, get_settings
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(voice.router)
     app.include_router(chat.router)
+    app.include_router(openai_compat.router)
 
     @app.exception_handler(VoicebotError)
     async def voicebot_error(request: Request, exc: VoicebotError) -> JSONResponse:

@@ -46,8 +46,10 @@ def check_api_key(settings: Settings, authorization: str | None, client_host: st
         expected = settings.bootstrap_api_key.get_secret_value() if settings.bootstrap_api_key else ""
         if expected and hmac.compare_digest(key.encode(), expected.encode()):
             return "bootstrap"
-        raise Unauthorized("the API key is not valid")
+        if not (settings.dev_mode and is_loopback(client_host)):
+            raise Unauthorized("the API key is not valid")
     if settings.dev_mode and is_loopback(client_host):
+        # Dev mode on loopback: anonymous, whatever key a client library insists on sending.
         return "anonymous"
     raise Unauthorized("an API key is required: Authorization: Bearer <key>")
 

@@ -1,0 +1,158 @@
+"""OpenAI-compatible `POST /v1/chat/completions` (streaming and not), grounded in the documents.
+
+The last user message is the question; earlier user/assistant pairs are the history. Answers
+come from the same pipeline as voice turns (retrieval, citations), without speech, so the
+official `openai` client and tools built on it work unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from orchestrator.auth import check_api_key
+from orchestrator.errors import BadRequest, TooLarge, VoicebotError
+from orchestrator.pipeline import Timings, answer
+from orchestrator.prompt import Exchange
+from orchestrator.state import AppState
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+MODEL_NAME = "voicebot"
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+
+class ChatCompletionRequest(BaseModel):
+    model: str = MODEL_NAME
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: float | None = None
+
+
+class _Collector:
+    """A pipeline sink that keeps only the answer's text deltas."""
+
+    def __init__(self) -> None:
+        self.deltas: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def send_text(self, data: str) -> None:
+        message = json.loads(data)
+        if message["type"] == "answer.delta":
+            await self.deltas.put(message["text"])
+
+    async def send_bytes(self, data: bytes) -> None:
+        return None
+
+
+def _question_and_history(messages: list[ChatMessage]) -> tuple[str, list[Exchange]]:
+    turns = [m for m in messages if m.role in ("user", "assistant")]
+    if not turns or turns[-1].role != "user" or not turns[-1].text().strip():
+        raise BadRequest("the last message must be a non-empty user message")
+    history: list[Exchange] = []
+    pending: str | None = None
+    for message in turns[:-1]:
+        if message.role == "user":
+            pending = message.text()
+        elif pending is not None:
+            history.append(Exchange(pending, message.text()))
+            pending = None
+    return turns[-1].text(), history
+
+
+def _chunk(completion_id: str, created: int, delta: dict[str, str], finish: str | None) -> str:
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": MODEL_NAME,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n"
+
+
+@router.post("/chat/completions", summary="OpenAI-compatible chat completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> StreamingResponse | dict[str, Any]:
+    state: AppState = request.app.state.voicebot
+    check_api_key(state.settings, authorization, request.client.host if request.client else None)
+    question, history = _question_and_history(body.messages)
+    if len(question) > state.settings.max_text_chars:
+        raise TooLarge(f"the question is over {state.settings.max_text_chars} characters")
+    assert state.models is not None
+    models = state.models
+    options = state.answer_options(speak=False)
+    limit = body.max_completion_tokens or body.max_tokens
+    if limit:
+        options = type(options)(options.prompt_format, min(limit, options.max_tokens), options.voice, False)
+    sink = _Collector()
+
+    async def run() -> str:
+        try:
+            result = await answer(
+                question,
+                turn=1,
+                t0=time.monotonic(),
+                sink=sink,
+                models=models,
+                retrieve=state.retrieve,
+                history=history[-4:],
+                options=options,
+                timings=Timings(),
+                metrics=state.metrics,
+            )
+            return result.text
+        finally:
+            await sink.deltas.put(None)
+
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if not body.stream:
+        text = await run()
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": MODEL_NAME,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+
+    async def stream() -> AsyncIterator[str]:
+        task = asyncio.create_task(run())
+        try:
+            yield _chunk(completion_id, created, {"role": "assistant", "content": ""}, None)
+            while (delta := await sink.deltas.get()) is not None:
+                yield _chunk(completion_id, created, {"content": delta}, None)
+            try:
+                await task
+            except VoicebotError as e:
+                yield f"data: {json.dumps({'error': {'code': e.code.value, 'message': e.message}})}\n\n"
+                return
+            yield _chunk(completion_id, created, {}, "stop")
+            yield "data: [DONE]\n\n"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
