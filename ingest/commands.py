@@ -1,0 +1,164 @@
+"""`voicebot ingest PATH... [--collection NAME] [--prune]` and `voicebot db migrate`.
+
+The DSN and the Triton URL come from `orchestrator.settings.get_settings()`
+(VOICEBOT_DATABASE_URL, VOICEBOT_TRITON_URL). Exit status: 0 when every file was ingested or
+skipped, 1 when any file failed, 2 when the store or the embedding model is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ingest.errors import IngestError, MigrationError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from ingest.pipeline import FileResult
+
+COLLECTION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+EXIT_FILES_FAILED = 1
+EXIT_UNAVAILABLE = 2
+
+
+def collection_name(value: str) -> str:
+    """argparse type: the names the documents table accepts."""
+    if not COLLECTION_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid collection {value!r}: letters, digits, '_', '.', '-', at most 64, starting alphanumeric"
+        )
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Adds the `ingest` and `db` commands to the `voicebot` parser."""
+    ingest = subparsers.add_parser(
+        "ingest",
+        help="ingest .md/.txt/.html/.pdf files or folders into the document store",
+        description="Ingest documents: unchanged files are skipped, changed ones replaced, one transaction each.",
+    )
+    ingest.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="files or folders (walked recursively)"
+    )
+    ingest.add_argument(
+        "--collection",
+        type=collection_name,
+        default="default",
+        help="corpus to ingest into (one per tenant or product; default: %(default)s)",
+    )
+    ingest.add_argument(
+        "--prune", action="store_true", help="delete documents whose file under the given folders is gone"
+    )
+    ingest.add_argument(
+        "--concurrency", type=int, default=4, help="files prepared at once (default: %(default)s)"
+    )
+    ingest.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    ingest.set_defaults(func=cmd_ingest)
+
+    db = subparsers.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    migrate = db_sub.add_parser("migrate", help="apply the schema migrations not yet applied")
+    migrate.set_defaults(func=cmd_db_migrate)
+
+
+def _database_url() -> str:
+    from orchestrator.settings import get_settings
+
+    settings = get_settings()
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    # The local stack's embedded PostgreSQL (orchestrator/stack/postgres.py) when nothing is set.
+    return f"postgresql://voicebot@127.0.0.1:{settings.postgres_port}/voicebot"
+
+
+def _triton_url() -> tuple[str, float]:
+    from orchestrator.settings import get_settings
+
+    settings = get_settings()
+    return settings.triton_url, settings.triton_timeout_s
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent when the stream is not one."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def __call__(self, result: FileResult, done: int, total: int) -> None:
+        if not self.enabled or total == 0:
+            return
+        width = max(10, min(40, shutil.get_terminal_size((80, 20)).columns - 50))
+        filled = int(width * done / total)
+        name = (result.path.name if result.path is not None else result.source)[-30:]
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name:<30}")
+        if done == total:
+            self.stream.write("\r" + " " * (width + 45) + "\r")
+        self.stream.flush()
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.embedding import TritonEmbedder
+    from ingest.migrate import migrate
+    from ingest.pipeline import ingest_paths
+
+    dsn = _database_url()
+    triton_url, timeout_s = _triton_url()
+
+    async def run() -> int:
+        await migrate(dsn)
+        embedder = TritonEmbedder(triton_url, timeout_s=timeout_s)
+        try:
+            report = await ingest_paths(
+                dsn,
+                embedder,
+                args.paths,
+                collection=args.collection,
+                prune=args.prune,
+                progress=ProgressBar(sys.stderr),
+                concurrency=args.concurrency,
+            )
+        finally:
+            await embedder.close()
+        summary = report.summary()
+        if args.json:
+            summary["failures"] = [{"source": r.source, "error": r.error} for r in report.failed]
+            summary["pruned_sources"] = report.pruned
+            print(json.dumps(summary, indent=2))
+        else:
+            print(
+                f"ingest into {report.collection!r}: {report.files} files, {report.ingested} new, "
+                f"{report.replaced} replaced, {report.skipped} skipped, {len(report.failed)} failed, "
+                f"{len(report.pruned)} pruned, {report.chunks} chunks written in {report.elapsed_s:.1f} s"
+            )
+        for failure in report.failed:
+            print(f"  failed: {failure.path or failure.source}: {failure.error}", file=sys.stderr)
+        return 0 if report.ok else EXIT_FILES_FAILED
+
+    try:
+        return asyncio.run(run())
+    except (StoreUnavailable, MigrationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except IngestError as e:  # EmbeddingUnavailable: the run stopped; what was committed is consistent
+        print(
+            f"error: {e}\n  (documents committed so far are complete; run the command again)", file=sys.stderr
+        )
+        return EXIT_UNAVAILABLE
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from ingest.migrate import migrate
+
+    try:
+        applied = asyncio.run(migrate(_database_url()))
+    except IngestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(f"applied migrations: {', '.join(applied)}" if applied else "database schema is up to date")
+    return 0

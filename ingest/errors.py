@@ -1,0 +1,41 @@
+"""The errors ingest raises, as a small typed tree.
+
+`retryable` says whether the same call may succeed later unchanged (a server that was down),
+as opposed to a file or request that will fail again. Causes are chained with `raise ... from e`.
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base class of every error raised by the ingest package."""
+
+    retryable: bool = False
+
+
+class StoreUnavailable(IngestError):
+    """PostgreSQL could not be reached or refused the connection."""
+
+    retryable = True
+
+
+class EmbeddingUnavailable(IngestError):
+    """The Triton `embed` model could not be reached after retries, or answered with an error."""
+
+    retryable = True
+
+
+class DocumentError(IngestError):
+    """A single file could not be ingested; the run reports it and carries on with the others."""
+
+
+class UnsupportedFormat(DocumentError):
+    """The file's extension is not one the loaders read (.md, .markdown, .txt, .html, .htm, .pdf)."""
+
+
+class ParseError(DocumentError):
+    """The file has a supported extension but its content could not be read (broken PDF, binary data...)."""
+
+
+class MigrationError(IngestError):
+    """A schema migration failed or the recorded migrations disagree with the files shipped."""

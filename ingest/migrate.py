@@ -1,0 +1,106 @@
+"""Versioned SQL migrations: `ingest/migrations/NNNN_name.sql`, applied in order, each once.
+
+Applied versions are recorded in `schema_migrations`. The whole run holds a PostgreSQL advisory
+lock, so two processes starting at once (the gateway's replicas, `voicebot db migrate`) apply
+each migration exactly once; the second waits, then finds nothing left to do. Each migration runs
+in its own transaction together with its record, so a failed one leaves no trace and is retried
+by the next run. Any file matching the pattern is picked up: other packages add theirs (e.g.
+0002_sessions.sql) to the same folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from ingest.errors import MigrationError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# pg_advisory_lock key shared by every process that migrates this database ("vbmigrat").
+MIGRATION_LOCK_KEY = 0x76626D6967726174
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str  # "0001"
+    name: str  # "documents"
+    sql: str
+    checksum: str  # sha256 of the file, to notice an applied migration edited afterwards
+
+    @property
+    def filename(self) -> str:
+        return f"{self.version}_{self.name}.sql"
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migrations in `directory`, in version order. Raises MigrationError on a bad name or a duplicate."""
+    found: dict[str, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: migration files are named NNNN_lowercase_name.sql")
+        version, name = match.groups()
+        if version in found:
+            raise MigrationError(
+                f"two migrations with version {version}: {found[version].filename}, {path.name}"
+            )
+        sql = path.read_text(encoding="utf-8")
+        found[version] = Migration(version, name, sql, hashlib.sha256(sql.encode()).hexdigest())
+    return [found[v] for v in sorted(found)]
+
+
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    text PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def migrate(conninfo: str, *, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Applies the migrations not yet recorded; returns the versions applied by this call ("0001", ...)."""
+    migrations = discover(directory)
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    except psycopg.OperationalError as e:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {e}") from e
+    applied_now: list[str] = []
+    async with conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            await conn.execute(_CREATE_TABLE)
+            cur = await conn.execute("SELECT version, checksum FROM schema_migrations")
+            applied = {version: checksum for version, checksum in await cur.fetchall()}
+            for migration in migrations:
+                if migration.version in applied:
+                    if applied[migration.version] != migration.checksum:
+                        log.warning(
+                            "migration %s was edited after it was applied; the database keeps the old version",
+                            migration.filename,
+                        )
+                    continue
+                try:
+                    async with conn.transaction():
+                        await conn.execute(migration.sql.encode())  # several statements, no parameters
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                            (migration.version, migration.name, migration.checksum),
+                        )
+                except psycopg.Error as e:
+                    raise MigrationError(f"migration {migration.filename} failed: {e}") from e
+                log.info("applied migration %s", migration.filename)
+                applied_now.append(migration.version)
+        finally:
+            if not conn.closed:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    return applied_now

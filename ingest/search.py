@@ -1,0 +1,201 @@
+"""Hybrid retrieval: HNSW vector search and full-text search, fused with reciprocal rank fusion.
+
+- vector: the query's embedding against `chunks.embedding` by cosine distance through the HNSW
+  index, with `hnsw.ef_search` set per query (EF_SEARCH, chosen by `make bench-retrieval`) and
+  pgvector's iterative scan, so a collection filter still yields enough candidates.
+- text: `websearch_to_tsquery` parses the query (quotes, stemming, stop words); its terms are
+  then OR-ed, because a spoken question rarely has every one of its words in the passage, and
+  ranked with `ts_rank_cd` (cover density: terms close together rank higher) over a tsvector in
+  which heading words weigh most, then the title, then the text.
+- hybrid: each list contributes 1 / (RRF_K + rank) for the chunks it found; the sum orders the
+  result (Cormack et al., 2009). RRF needs no score calibration between the two retrievers.
+
+Scores: hybrid = the RRF sum; vector = cosine similarity (1 - distance); text = ts_rank_cd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+
+from ingest.embedding import Embedder
+from ingest.store import TS_CONFIG, vector_literal
+
+SearchMode = Literal["hybrid", "vector", "text"]
+
+# hnsw.ef_search used at query time: the smallest measured value that gave recall@10 >= 0.95
+# against exact search at both 10k and 100k chunks in `make bench-retrieval` (docs/retrieval.md).
+EF_SEARCH = 64
+# Candidates each retriever contributes to the fusion.
+CANDIDATES = 40
+# The RRF constant from the original paper; it damps the weight of the very first ranks.
+RRF_K = 60
+# Most chunks the text side ranks. A question whose words are common matches a large share of a
+# big collection, and ts_rank_cd costs a few microseconds per matching row; past this many the
+# terms barely discriminate and the vector side carries the fusion (docs/retrieval.md).
+TEXT_RANK_LIMIT = 2000
+MAX_K = 100
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk_id: int
+    document_id: int
+    title: str
+    source: str
+    heading_path: list[str]
+    text: str
+    score: float
+
+
+_QUERY_TSQUERY = (
+    "replace(websearch_to_tsquery(%(ts_config)s::regconfig, %(query)s)::text, ' & ', ' | ')::tsquery"
+)
+
+_VECTOR_SQL = """
+SELECT c.id, c.document_id, d.title, d.source_uri, c.heading_path, c.text,
+       1 - (c.embedding <=> %(embedding)s::vector) AS score
+FROM chunks c JOIN documents d ON d.id = c.document_id
+WHERE c.collection = %(collection)s
+ORDER BY c.embedding <=> %(embedding)s::vector
+LIMIT %(k)s
+"""
+
+_TEXT_SQL = f"""
+SELECT c.id, c.document_id, d.title, d.source_uri, c.heading_path, c.text, m.score
+FROM (
+    SELECT m.id, ts_rank_cd(m.tsv, q.tsq) AS score
+    FROM (
+        SELECT c.id, c.tsv FROM chunks c, (SELECT {_QUERY_TSQUERY} AS tsq) q
+        WHERE c.collection = %(collection)s AND c.tsv @@ q.tsq
+        LIMIT %(text_limit)s
+    ) m, (SELECT {_QUERY_TSQUERY} AS tsq) q
+    ORDER BY score DESC, m.id
+    LIMIT %(k)s
+) m JOIN chunks c ON c.id = m.id JOIN documents d ON d.id = c.document_id
+ORDER BY m.score DESC, m.id
+"""  # noqa: S608 - a constant fragment; every value is a bound parameter
+
+_HYBRID_SQL = f"""
+WITH vec AS (
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
+    FROM (
+        SELECT id, embedding <=> %(embedding)s::vector AS distance
+        FROM chunks
+        WHERE collection = %(collection)s
+        ORDER BY embedding <=> %(embedding)s::vector
+        LIMIT %(candidates)s
+    ) nearest
+),
+txt AS (
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
+    FROM (
+        SELECT m.id, ts_rank_cd(m.tsv, q.tsq) AS score
+        FROM (
+            SELECT c.id, c.tsv FROM chunks c, (SELECT {_QUERY_TSQUERY} AS tsq) q
+            WHERE c.collection = %(collection)s AND c.tsv @@ q.tsq
+            LIMIT %(text_limit)s
+        ) m, (SELECT {_QUERY_TSQUERY} AS tsq) q
+        ORDER BY score DESC, m.id
+        LIMIT %(candidates)s
+    ) matched
+),
+fused AS (
+    SELECT COALESCE(vec.id, txt.id) AS id,
+           COALESCE(1.0 / (%(rrf_k)s + vec.rank), 0) + COALESCE(1.0 / (%(rrf_k)s + txt.rank), 0) AS score,
+           LEAST(vec.rank, txt.rank) AS best_rank
+    FROM vec FULL OUTER JOIN txt ON vec.id = txt.id
+)
+SELECT c.id, c.document_id, d.title, d.source_uri, c.heading_path, c.text, f.score
+FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+ORDER BY f.score DESC, f.best_rank, c.id
+LIMIT %(k)s
+"""  # noqa: S608 - a constant fragment; every value is a bound parameter
+
+
+async def search(
+    conn: psycopg.AsyncConnection[Any],
+    embedder: Embedder,
+    query: str,
+    *,
+    collection: str = "default",
+    k: int = 5,
+    mode: Literal["hybrid", "vector", "text"] = "hybrid",
+) -> list[SearchHit]:
+    """The `k` chunks of `collection` that best answer `query`, best first.
+
+    Raises EmbeddingUnavailable (vector and hybrid modes) when the embed model cannot be reached;
+    psycopg errors from the store propagate unchanged (the caller owns the connection).
+    """
+    query = query.strip()
+    if not query or k <= 0:
+        return []
+    if mode not in ("hybrid", "vector", "text"):
+        raise ValueError(f"unknown search mode {mode!r}")
+    embedding = (await embedder.embed([query]))[0] if mode != "text" else None
+    return await search_embedding(conn, embedding, query, collection=collection, k=k, mode=mode)
+
+
+async def search_embedding(
+    conn: psycopg.AsyncConnection[Any],
+    embedding: npt.NDArray[np.float32] | None,
+    query: str,
+    *,
+    collection: str = "default",
+    k: int = 5,
+    mode: SearchMode = "hybrid",
+    ef_search: int | None = None,
+) -> list[SearchHit]:
+    """`search` with the query's embedding already computed (None for mode="text").
+
+    `ef_search` overrides EF_SEARCH (the benchmark measures recall with it).
+    """
+    k = min(k, MAX_K)
+    params: dict[str, Any] = {
+        "collection": collection,
+        "k": k,
+        "query": query,
+        "ts_config": TS_CONFIG,
+        "candidates": max(CANDIDATES, k),
+        "rrf_k": RRF_K,
+        "text_limit": TEXT_RANK_LIMIT,
+    }
+    if mode == "text":
+        statement = _TEXT_SQL
+    else:
+        if embedding is None:
+            raise ValueError(f"mode {mode!r} needs the query embedding")
+        params["embedding"] = vector_literal(embedding)
+        statement = _VECTOR_SQL if mode == "vector" else _HYBRID_SQL
+    async with conn.transaction():
+        if mode != "text":
+            # Transaction-local: the caller's connection keeps its own settings afterwards. The
+            # HNSW scan returns at most ef_search rows, so it is never below what we ask for.
+            ef = max(ef_search or EF_SEARCH, k if ef_search else params["candidates"])
+            await conn.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true),"
+                " set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                (str(ef),),
+            )
+        cur = await conn.execute(statement, params)
+        rows = await cur.fetchall()
+    hits = [
+        SearchHit(
+            chunk_id=row[0],
+            document_id=row[1],
+            title=row[2],
+            source=row[3],
+            heading_path=list(row[4]),
+            text=row[5],
+            score=float(row[6]),
+        )
+        for row in rows
+    ]
+    if mode == "vector":
+        # relaxed_order may return neighbours slightly out of order; restore it.
+        hits.sort(key=lambda h: (-h.score, h.chunk_id))
+    return hits

@@ -1,0 +1,1 @@
+"""Test data for retrieval: fixture builders and the evaluation set (retrieval_eval.json)."""
