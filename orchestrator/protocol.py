@@ -82,7 +82,7 @@ class TextQuestion(_ClientMessage):
 ClientMessage = Annotated[
     SessionStart | TurnStart | TurnEnd | TurnCancel | TextQuestion, Field(discriminator="type")
 ]
-_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)  # type: ignore[arg-type]
+_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)  # type: ignore[arg-type, unused-ignore]
 
 
 class ProtocolError(Exception):
