@@ -189,10 +189,12 @@ async def answer(
                         )
                     pieces.append(delta)
                     await sink.send_text(event("answer.delta", turn=turn, text=delta))
-                    for sentence in splitter.feed(delta):
-                        await sentences.put(sentence)
-            for sentence in splitter.flush():
-                await sentences.put(sentence)
+                    if options.speak:
+                        for sentence in splitter.feed(delta):
+                            await sentences.put(sentence)
+            if options.speak:
+                for sentence in splitter.flush():
+                    await sentences.put(sentence)
             result.text = "".join(pieces).strip()
             await sink.send_text(event("answer.done", turn=turn, text=result.text))
         finally:

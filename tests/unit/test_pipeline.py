@@ -161,7 +161,8 @@ def test_retrieval_failure_answers_flagged_without_sources() -> None:
 
 
 def test_text_only_answers_skip_speech() -> None:
-    models = FakeModels(["Hello there."])
+    # More sentences than the speech queue holds: nothing may wait for a speaker that is not there.
+    models = FakeModels([f"Sentence {i}. " for i in range(40)])
     sink, _, _ = asyncio.run(_run(models, speak=False))
     assert models.spoken == []
     assert "audio" not in sink.kinds()
