@@ -22,6 +22,8 @@ from chartlib import (
     run,
 )
 
+from tests.contracts import PLATFORM_CHART_VALUES, TRITON_SCHEDULING
+
 GPU = "nvidia.com/gpu"
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
@@ -292,8 +294,8 @@ def test_gpu_scheduling_only_on_triton(render: Render) -> None:
         ]
         assert (GPU in json.dumps(spec.get("tolerations", []))) == is_triton, obj["metadata"]["name"]
         if is_triton:
-            assert spec["nodeSelector"] == {"voicebot.dev/node-pool": "gpu"}
-            assert spec["tolerations"] == [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}]
+            assert spec["nodeSelector"] == TRITON_SCHEDULING["nodeSelector"]
+            assert spec["tolerations"] == TRITON_SCHEDULING["tolerations"]
     for _obj, _, spec in workload_pods(render):
         for c in spec.get("containers", []):
             if c["name"] == "triton":
@@ -592,26 +594,7 @@ def test_every_value_is_documented() -> None:
     assert not missing, f"values without a '# --' comment: {missing}"
 
 
-TERRAFORM_VALUES = [
-    "gateway.ingress.enabled",
-    "gateway.ingress.host",
-    "gateway.ingress.className",
-    "gateway.ingress.tls.clusterIssuer",
-    "gateway.replicas",
-    "gateway.autoscaling.enabled",
-    "triton.autoscaling.enabled",
-    "triton.autoscaling.mode",
-    "metrics.serviceMonitor.enabled",
-    "metrics.prometheusRule.enabled",
-    "metrics.grafanaDashboard.enabled",
-    "postgres.enabled",
-    "postgres.external.existingSecret",
-    "secrets.existingSecret",
-    "models.profile",
-]
-
-
-@pytest.mark.parametrize("path", TERRAFORM_VALUES)
+@pytest.mark.parametrize("path", sorted(PLATFORM_CHART_VALUES))
 def test_values_the_terraform_module_sets_exist(path: str) -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     node = schema

@@ -21,6 +21,8 @@ import hcl2
 import pytest
 import yaml
 
+from tests.contracts import PLATFORM_CHART_VALUES
+
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
@@ -36,30 +38,6 @@ AMTOOL = shutil.which("amtool")
 GPU_CLUSTER = TERRAFORM / "modules" / "gpu-cluster"
 PLATFORM = TERRAFORM / "modules" / "platform"
 
-# The chart's default Triton scheduling (the contract both sides were written against); the
-# test reads charts/voicebot/values.yaml instead once the chart exists.
-CONTRACT_TRITON_SCHEDULING: dict[str, Any] = {
-    "nodeSelector": {"voicebot.dev/node-pool": "gpu"},
-    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-}
-# The only chart values the platform module may set.
-CHART_VALUE_PATHS = {
-    "gateway.ingress.enabled",
-    "gateway.ingress.host",
-    "gateway.ingress.className",
-    "gateway.ingress.tls.clusterIssuer",
-    "gateway.replicas",
-    "gateway.autoscaling.enabled",
-    "triton.autoscaling.enabled",
-    "triton.autoscaling.mode",
-    "metrics.serviceMonitor.enabled",
-    "metrics.prometheusRule.enabled",
-    "metrics.grafanaDashboard.enabled",
-    "postgres.enabled",
-    "postgres.external.existingSecret",
-    "secrets.existingSecret",
-    "models.profile",
-}
 EKS_TAINT_EFFECTS = {
     "NO_SCHEDULE": "NoSchedule",
     "NO_EXECUTE": "NoExecute",
@@ -129,9 +107,7 @@ def type_head(type_expr: str) -> str:
 
 @pytest.fixture(scope="module")
 def triton_scheduling() -> dict[str, Any]:
-    """The chart's default Triton nodeSelector and tolerations."""
-    if not CHART_VALUES.exists():
-        return CONTRACT_TRITON_SCHEDULING
+    """The chart's default Triton nodeSelector and tolerations, as values.yaml states them."""
     values = yaml.safe_load(CHART_VALUES.read_text()) or {}
     triton = values.get("triton")
     assert isinstance(triton, dict), f"{CHART_VALUES} has no triton: section"
@@ -521,7 +497,7 @@ def test_platform_composes_chart_values_from_the_contract(platform_eval: Evaluat
         "gateway_replicas": 3,
     }
     values = platform_eval.evaluate(everything, {"v": "local.voicebot_values"})["v"]
-    assert leaf_paths(values) == CHART_VALUE_PATHS
+    assert leaf_paths(values) == PLATFORM_CHART_VALUES
     assert values["gateway"]["ingress"] == {
         "enabled": True,
         "host": "voicebot.example.com",
@@ -542,7 +518,7 @@ def test_platform_composes_chart_values_from_the_contract(platform_eval: Evaluat
         "triton_autoscaling_enabled": False,
     }
     values = platform_eval.evaluate(minimal, {"v": "local.voicebot_values"})["v"]
-    assert leaf_paths(values) <= CHART_VALUE_PATHS
+    assert leaf_paths(values) <= PLATFORM_CHART_VALUES
     assert {"secrets", "models"}.isdisjoint(values)
     assert "tls" not in values["gateway"]["ingress"]
     assert values["postgres"] == {"enabled": True}
@@ -554,7 +530,7 @@ def test_chart_declares_every_value_the_platform_sets() -> None:
         pytest.skip(f"{CHART_VALUES.relative_to(REPO)} not there yet: the contract's names are checked above")
     values = yaml.safe_load(CHART_VALUES.read_text()) or {}
     missing = []
-    for path in sorted(CHART_VALUE_PATHS):
+    for path in sorted(PLATFORM_CHART_VALUES):
         node: Any = values
         for key in path.split("."):
             if not isinstance(node, dict) or key not in node:
