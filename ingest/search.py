@@ -65,9 +65,11 @@ ORDER BY c.embedding <=> %(embedding)s::vector
 LIMIT %(k)s
 """
 
-_TEXT_SQL = f"""
-SELECT c.id, c.document_id, d.title, d.source_uri, c.heading_path, c.text, m.score
-FROM (
+
+def _ranked_text_matches(limit_param: str) -> str:
+    """(id, score) of chunks matching the query's terms, best first, `limit_param` rows. Only the
+    first %(text_limit)s matches are ranked: ranking every match of very common words is the cost."""
+    return f"""
     SELECT m.id, ts_rank_cd(m.tsv, q.tsq) AS score
     FROM (
         SELECT c.id, c.tsv FROM chunks c, (SELECT {_QUERY_TSQUERY} AS tsq) q
@@ -75,7 +77,12 @@ FROM (
         LIMIT %(text_limit)s
     ) m, (SELECT {_QUERY_TSQUERY} AS tsq) q
     ORDER BY score DESC, m.id
-    LIMIT %(k)s
+    LIMIT %({limit_param})s"""  # noqa: S608 - constant fragments; every value is a bound parameter
+
+
+_TEXT_SQL = f"""
+SELECT c.id, c.document_id, d.title, d.source_uri, c.heading_path, c.text, m.score
+FROM ({_ranked_text_matches("k")}
 ) m JOIN chunks c ON c.id = m.id JOIN documents d ON d.id = c.document_id
 ORDER BY m.score DESC, m.id
 """  # noqa: S608 - a constant fragment; every value is a bound parameter
@@ -93,15 +100,7 @@ WITH vec AS (
 ),
 txt AS (
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
-    FROM (
-        SELECT m.id, ts_rank_cd(m.tsv, q.tsq) AS score
-        FROM (
-            SELECT c.id, c.tsv FROM chunks c, (SELECT {_QUERY_TSQUERY} AS tsq) q
-            WHERE c.collection = %(collection)s AND c.tsv @@ q.tsq
-            LIMIT %(text_limit)s
-        ) m, (SELECT {_QUERY_TSQUERY} AS tsq) q
-        ORDER BY score DESC, m.id
-        LIMIT %(candidates)s
+    FROM ({_ranked_text_matches("candidates")}
     ) matched
 ),
 fused AS (
