@@ -15,6 +15,7 @@ import secrets
 import time
 
 import jwt
+from starlette.requests import HTTPConnection
 
 from orchestrator.errors import Unauthorized
 from orchestrator.settings import Settings
@@ -33,6 +34,10 @@ def is_loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
+def client_host(connection: HTTPConnection) -> str | None:
+    return connection.client.host if connection.client else None
+
+
 def _signing_key(settings: Settings) -> str:
     if settings.auth_secret is not None:
         return settings.auth_secret.get_secret_value()
@@ -41,15 +46,16 @@ def _signing_key(settings: Settings) -> str:
 
 def check_api_key(settings: Settings, authorization: str | None, client_host: str | None) -> str:
     """The caller's identity ('anonymous' in dev mode from loopback), or Unauthorized."""
+    # Dev mode on loopback admits anyone, whatever key a client library insists on sending.
+    anonymous_ok = settings.dev_mode and is_loopback(client_host)
     if authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
         expected = settings.bootstrap_api_key.get_secret_value() if settings.bootstrap_api_key else ""
         if expected and hmac.compare_digest(key.encode(), expected.encode()):
             return "bootstrap"
-        if not (settings.dev_mode and is_loopback(client_host)):
+        if not anonymous_ok:
             raise Unauthorized("the API key is not valid")
-    if settings.dev_mode and is_loopback(client_host):
-        # Dev mode on loopback: anonymous, whatever key a client library insists on sending.
+    if anonymous_ok:
         return "anonymous"
     raise Unauthorized("an API key is required: Authorization: Bearer <key>")
 

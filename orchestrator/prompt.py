@@ -25,6 +25,7 @@ SYSTEM_WITHOUT_SOURCES = (
     "You are Voicebot, a voice assistant. The document search is unavailable right now, so you have no "
     "passages to rely on. Say so in one short sentence, then answer only if you are certain, briefly."
 )
+HISTORY_TURNS = 4  # earlier exchanges of a conversation given to the LLM
 PASSAGE_CHARS = 1200  # per passage; bounds the prompt (and time to first token) whatever the chunker did
 
 

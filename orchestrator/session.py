@@ -15,8 +15,9 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from orchestrator.errors import StageTimeout, VoicebotError
 from orchestrator.inference import ModelClients
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import AnswerOptions, Retriever, Sink, Timings, answer
-from orchestrator.prompt import Exchange
+from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.protocol import (
     INPUT_SAMPLE_RATE,
     INPUT_SAMPLE_WIDTH,
@@ -45,17 +46,6 @@ from orchestrator.protocol import (
 log = logging.getLogger(__name__)
 
 ASR_CHUNK_S = 0.5  # audio sent to `asr` per request while the button is held
-HISTORY_TURNS = 4  # exchanges of the session given to the LLM
-SessionRecorder = Callable[[str, int, str, "TurnOutcome"], Awaitable[None]]
-
-
-@dataclass
-class TurnOutcome:
-    question: str
-    answer: str
-    sources: list[dict[str, object]]
-    timings: dict[str, float | None]
-    outcome: str  # ok | error | cancelled
 
 
 @dataclass
@@ -134,7 +124,6 @@ class VoiceSession:
     retrieve: Retriever
     metrics: Metrics
     config: SessionConfig
-    record: SessionRecorder | None = None
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     history: list[Exchange] = field(default_factory=list)
     language: str | None = None
@@ -240,19 +229,11 @@ class VoiceSession:
         self._turn += 1
         turn = self._turn
         await self.sink.send_text(event("turn.started", turn=turn))
-        options = AnswerOptions(
-            prompt_format=self.config.options.prompt_format,
-            max_tokens=self.config.options.max_tokens,
-            voice=self.voice,
-            speak=message.speak,
-        )
+        options = replace(self.config.options, voice=self.voice, speak=message.speak)
         self._launch(turn, self._answer(message.text, turn, time.monotonic(), Timings(), options))
 
-    def _launch(self, turn: int, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            await work
-
-        self._answering = asyncio.create_task(run(), name=f"turn-{self.session_id}-{turn}")
+    def _launch(self, turn: int, work: Coroutine[Any, Any, None]) -> None:
+        self._answering = asyncio.create_task(work, name=f"turn-{self.session_id}-{turn}")
         self._answering_turn = turn
 
     async def _transcribe_then_answer(self, asr: AsrStream, turn: int, t0: float, timings: Timings) -> None:
@@ -267,14 +248,9 @@ class VoiceSession:
             self.metrics.stage_duration.labels("asr_final").observe(timings.asr_final / 1000)
             await self.sink.send_text(event("transcript.final", turn=turn, text=question))
             if not question:
-                await self._done(turn, timings, t0, TurnOutcome("", "", [], {}, "ok"), note="no speech heard")
+                await self._done(turn, timings, t0, "ok", note="no speech heard")
                 return
-            options = AnswerOptions(
-                prompt_format=self.config.options.prompt_format,
-                max_tokens=self.config.options.max_tokens,
-                voice=self.voice,
-            )
-            await self._answer(question, turn, t0, timings, options)
+            await self._answer(question, turn, t0, timings, replace(self.config.options, voice=self.voice))
         except VoicebotError as e:
             await self._turn_failed(turn, e, timings, t0)
 
@@ -298,34 +274,22 @@ class VoiceSession:
             await self._turn_failed(turn, e, timings, t0)
             return
         self.history.append(Exchange(question, result.text))
-        outcome = TurnOutcome(question, result.text, [s.public() for s in result.sources], {}, "ok")
-        await self._done(turn, timings, t0, outcome)
+        await self._done(turn, timings, t0, "ok")
 
-    async def _done(
-        self, turn: int, timings: Timings, t0: float, outcome: TurnOutcome, note: str = ""
-    ) -> None:
+    async def _done(self, turn: int, timings: Timings, t0: float, outcome: str, note: str = "") -> None:
         timings.total = (time.monotonic() - t0) * 1000
         self.metrics.stage_duration.labels("turn_total").observe(timings.total / 1000)
-        self.metrics.turns.labels(outcome.outcome).inc()
-        outcome.timings = timings.as_dict()
-        fields: dict[str, object] = {"turn": turn, "timings": outcome.timings, "outcome": outcome.outcome}
+        self.metrics.turns.labels(outcome).inc()
+        fields: dict[str, object] = {"turn": turn, "timings": timings.as_dict(), "outcome": outcome}
         if note:
             fields["note"] = note
         await self.sink.send_text(event("turn.done", **fields))
-        if self.record is not None:
-            try:
-                await self.record(self.session_id, turn, "voice", outcome)
-            except VoicebotError as e:
-                log.warning(
-                    "turn not recorded",
-                    extra={"session": self.session_id, "turn": turn, "code": e.code.value},
-                )
 
     async def _turn_failed(self, turn: int, e: VoicebotError, timings: Timings, t0: float) -> None:
         log.warning("turn failed", extra={"session": self.session_id, "turn": turn, "code": e.code.value})
         self.metrics.errors.labels(e.code.value).inc()
         await self.sink.send_text(error_event(e.code, e.message, turn=turn))
-        await self._done(turn, timings, t0, TurnOutcome("", "", [], {}, "error"))
+        await self._done(turn, timings, t0, "error")
 
     async def _abandon_recording(self) -> None:
         if self._asr is not None:

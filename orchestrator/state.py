@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import psycopg
 import psycopg_pool
@@ -15,10 +17,19 @@ from ingest.embedding import TritonEmbedder
 from ingest.errors import EmbeddingUnavailable, IngestError
 from ingest.migrate import migrate
 from ingest.search import search
-from orchestrator.errors import ModelUnavailable, StoreUnavailable
+from orchestrator.errors import ModelUnavailable, StoreUnavailable, TooLarge
 from orchestrator.inference import ModelClients
 from orchestrator.metrics import Metrics
-from orchestrator.pipeline import AnswerOptions, Sink, Source, sources_from_hits
+from orchestrator.pipeline import (
+    AnswerOptions,
+    AnswerResult,
+    Sink,
+    Source,
+    Timings,
+    answer,
+    sources_from_hits,
+)
+from orchestrator.prompt import Exchange
 from orchestrator.session import SessionConfig, VoiceSession
 from orchestrator.settings import Settings
 
@@ -113,12 +124,34 @@ class AppState:
             raise StoreUnavailable("the document store is unavailable") from e
         return sources_from_hits(hits)
 
-    def answer_options(self, *, speak: bool = True) -> AnswerOptions:
+    def answer_options(self) -> AnswerOptions:
         return AnswerOptions(
             prompt_format=self.settings.llm_prompt_format,
             max_tokens=self.settings.llm_max_tokens,
             voice=self.settings.tts_voice,
-            speak=speak,
+        )
+
+    async def answer_text(
+        self, question: str, sink: Sink, *, history: Sequence[Exchange] = (), max_tokens: int | None = None
+    ) -> AnswerResult:
+        """A text-only answer (the HTTP APIs): sources and deltas go to `sink`, no speech."""
+        assert self.models is not None, "open() first"
+        if len(question) > self.settings.max_text_chars:
+            raise TooLarge(f"the question is over {self.settings.max_text_chars} characters")
+        options = replace(self.answer_options(), speak=False)
+        if max_tokens:
+            options = replace(options, max_tokens=min(max_tokens, options.max_tokens))
+        return await answer(
+            question,
+            turn=1,
+            t0=time.monotonic(),
+            sink=sink,
+            models=self.models,
+            retrieve=self.retrieve,
+            history=history,
+            options=options,
+            timings=Timings(),
+            metrics=self.metrics,
         )
 
     def new_session(self, sink: Sink) -> VoiceSession:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from orchestrator.auth import check_api_key
-from orchestrator.errors import TooLarge, VoicebotError
-from orchestrator.pipeline import Timings, answer
+from orchestrator.api.streaming import drain
+from orchestrator.auth import check_api_key, client_host
+from orchestrator.errors import VoicebotError
 from orchestrator.protocol import error_event
 from orchestrator.state import AppState
 
@@ -51,40 +49,18 @@ async def chat(
     body: ChatRequest, request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> StreamingResponse:
     state: AppState = request.app.state.voicebot
-    check_api_key(state.settings, authorization, request.client.host if request.client else None)
-    if len(body.message) > state.settings.max_text_chars:
-        raise TooLarge(f"message is over {state.settings.max_text_chars} characters")
-    assert state.models is not None
-    models = state.models
+    check_api_key(state.settings, authorization, client_host(request))
     sink = _SseSink()
 
     async def produce() -> None:
         try:
-            await answer(
-                body.message,
-                turn=1,
-                t0=time.monotonic(),
-                sink=sink,
-                models=models,
-                retrieve=state.retrieve,
-                history=[],
-                options=state.answer_options(speak=False),
-                timings=Timings(),
-                metrics=state.metrics,
-            )
+            await state.answer_text(body.message, sink)
         except VoicebotError as e:
             state.metrics.errors.labels(e.code.value).inc()
             await sink.send_text(error_event(e.code, e.message, turn=1))
         finally:
             await sink.queue.put(None)
 
-    async def stream() -> AsyncIterator[str]:
-        task = asyncio.create_task(produce())
-        try:
-            while (item := await sink.queue.get()) is not None:
-                yield item
-        finally:
-            task.cancel()  # client went away: stop generating
-            await asyncio.gather(task, return_exceptions=True)
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        drain(produce(), sink.queue), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

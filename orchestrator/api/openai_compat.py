@@ -18,10 +18,10 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from orchestrator.auth import check_api_key
-from orchestrator.errors import BadRequest, TooLarge, VoicebotError
-from orchestrator.pipeline import Timings, answer
-from orchestrator.prompt import Exchange
+from orchestrator.api.streaming import drain
+from orchestrator.auth import check_api_key, client_host
+from orchestrator.errors import BadRequest, VoicebotError
+from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.state import AppState
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -93,31 +93,17 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> StreamingResponse | dict[str, Any]:
     state: AppState = request.app.state.voicebot
-    check_api_key(state.settings, authorization, request.client.host if request.client else None)
+    check_api_key(state.settings, authorization, client_host(request))
     question, history = _question_and_history(body.messages)
-    if len(question) > state.settings.max_text_chars:
-        raise TooLarge(f"the question is over {state.settings.max_text_chars} characters")
-    assert state.models is not None
-    models = state.models
-    options = state.answer_options(speak=False)
-    limit = body.max_completion_tokens or body.max_tokens
-    if limit:
-        options = type(options)(options.prompt_format, min(limit, options.max_tokens), options.voice, False)
     sink = _Collector()
 
     async def run() -> str:
         try:
-            result = await answer(
+            result = await state.answer_text(
                 question,
-                turn=1,
-                t0=time.monotonic(),
-                sink=sink,
-                models=models,
-                retrieve=state.retrieve,
-                history=history[-4:],
-                options=options,
-                timings=Timings(),
-                metrics=state.metrics,
+                sink,
+                history=history[-HISTORY_TURNS:],
+                max_tokens=body.max_completion_tokens or body.max_tokens,
             )
             return result.text
         finally:
@@ -139,20 +125,14 @@ async def chat_completions(
         }
 
     async def stream() -> AsyncIterator[str]:
-        task = asyncio.create_task(run())
+        yield _chunk(completion_id, created, {"role": "assistant", "content": ""}, None)
         try:
-            yield _chunk(completion_id, created, {"role": "assistant", "content": ""}, None)
-            while (delta := await sink.deltas.get()) is not None:
+            async for delta in drain(run(), sink.deltas):
                 yield _chunk(completion_id, created, {"content": delta}, None)
-            try:
-                await task
-            except VoicebotError as e:
-                yield f"data: {json.dumps({'error': {'code': e.code.value, 'message': e.message}})}\n\n"
-                return
-            yield _chunk(completion_id, created, {}, "stop")
-            yield "data: [DONE]\n\n"
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        except VoicebotError as e:
+            yield f"data: {json.dumps({'error': {'code': e.code.value, 'message': e.message}})}\n\n"
+            return
+        yield _chunk(completion_id, created, {}, "stop")
+        yield "data: [DONE]\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

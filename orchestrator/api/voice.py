@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 from starlette.websockets import WebSocketState
 
-from orchestrator.auth import authorize_websocket, check_api_key, issue_token
+from orchestrator.auth import authorize_websocket, check_api_key, client_host, issue_token
 from orchestrator.errors import Unauthorized
 from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, error_event
 from orchestrator.state import AppState
@@ -20,6 +20,7 @@ router = APIRouter(tags=["voice"])
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_LARGE = 1009
+ABUSE_FACTOR = 4
 
 
 class SessionToken(BaseModel):
@@ -33,7 +34,7 @@ async def create_session(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> SessionToken:
     state: AppState = request.app.state.voicebot
-    subject = check_api_key(state.settings, authorization, request.client.host if request.client else None)
+    subject = check_api_key(state.settings, authorization, client_host(request))
     session_id = uuid.uuid4().hex
     token, expires = issue_token(state.settings, subject, session_id)
     return SessionToken(session_id=session_id, token=token, expires_at=expires)
@@ -55,9 +56,8 @@ class _WebSocketSink:
 @router.websocket("/v1/voice")
 async def voice(websocket: WebSocket, token: str | None = None) -> None:
     state: AppState = websocket.app.state.voicebot
-    client_host = websocket.client.host if websocket.client else None
     try:
-        claims = authorize_websocket(state.settings, token, client_host)
+        claims = authorize_websocket(state.settings, token, client_host(websocket))
     except Unauthorized as e:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason=e.message)
         return
@@ -71,23 +71,20 @@ async def voice(websocket: WebSocket, token: str | None = None) -> None:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            if message.get("bytes") is not None:
-                data: bytes = message["bytes"]
-                if len(data) > MAX_FRAME_BYTES * 4:
-                    await sink.send_text(
-                        error_event(ErrorCode.TOO_LARGE, "binary frame far over the limit", fatal=True)
-                    )
-                    await websocket.close(code=CLOSE_TOO_LARGE)
-                    break
+            data = message.get("bytes")
+            text = message.get("text")
+            # A frame far over its limit is abuse, not a mistake: refuse it and close. (Merely
+            # oversized frames get an error from the session, which goes on.)
+            size, limit = (
+                (len(data), MAX_FRAME_BYTES) if data is not None else (len(text or ""), MAX_TEXT_FRAME_BYTES)
+            )
+            if size > limit * ABUSE_FACTOR:
+                await sink.send_text(error_event(ErrorCode.TOO_LARGE, "frame far over the limit", fatal=True))
+                await websocket.close(code=CLOSE_TOO_LARGE)
+                break
+            if data is not None:
                 await session.on_audio(data)
-            elif message.get("text") is not None:
-                text: str = message["text"]
-                if len(text) > MAX_TEXT_FRAME_BYTES * 4:
-                    await sink.send_text(
-                        error_event(ErrorCode.TOO_LARGE, "text frame far over the limit", fatal=True)
-                    )
-                    await websocket.close(code=CLOSE_TOO_LARGE)
-                    break
+            elif text is not None:
                 await session.on_text(text)
     except WebSocketDisconnect:
         pass

@@ -77,3 +77,15 @@ def test_json_log_lines_carry_ids_not_free_text() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "turn failed"
     assert (line["session"], line["turn"], line["level"]) == ("abc", 2, "info")
+
+
+def test_a_frame_far_over_the_limit_closes_the_socket_with_1009() -> None:
+    key = "b" * 40
+    with _client(bootstrap_api_key=key) as client:
+        token = client.post("/v1/sessions", headers={"Authorization": f"Bearer {key}"}).json()["token"]
+        with client.websocket_connect(f"/v1/voice?token={token}") as ws:
+            ws.send_bytes(b"\x00" * (6400 * 4 + 2))
+            error = ws.receive_json()
+            closing = ws.receive()
+    assert (error["code"], error["fatal"]) == ("too_large", True)
+    assert closing == {"type": "websocket.close", "code": 1009, "reason": ""}
