@@ -175,31 +175,28 @@ async def answer(
     pieces: list[str] = []
 
     async def generate() -> None:
+        # If this raises, the task group cancels speak(); so the end marker is only sent on success,
+        # and with an awaited put: dropping it when the queue is full would leave speak() waiting.
         splitter = SentenceSplitter()
-        try:
-            stream = models.generate(
-                prompt, max_tokens=options.max_tokens, stop=stop_strings(options.prompt_format)
-            )
-            async with contextlib.aclosing(stream):
-                async for delta in stream:
-                    if timings.llm_first_token is None:
-                        timings.llm_first_token = _elapsed_ms(t0)
-                        metrics.stage_duration.labels("llm_first_token").observe(
-                            timings.llm_first_token / 1000
-                        )
-                    pieces.append(delta)
-                    await sink.send_text(event("answer.delta", turn=turn, text=delta))
-                    if options.speak:
-                        for sentence in splitter.feed(delta):
-                            await sentences.put(sentence)
-            if options.speak:
-                for sentence in splitter.flush():
-                    await sentences.put(sentence)
-            result.text = "".join(pieces).strip()
-            await sink.send_text(event("answer.done", turn=turn, text=result.text))
-        finally:
-            with contextlib.suppress(asyncio.QueueFull):
-                sentences.put_nowait(None)
+        stream = models.generate(
+            prompt, max_tokens=options.max_tokens, stop=stop_strings(options.prompt_format)
+        )
+        async with contextlib.aclosing(stream):
+            async for delta in stream:
+                if timings.llm_first_token is None:
+                    timings.llm_first_token = _elapsed_ms(t0)
+                    metrics.stage_duration.labels("llm_first_token").observe(timings.llm_first_token / 1000)
+                pieces.append(delta)
+                await sink.send_text(event("answer.delta", turn=turn, text=delta))
+                if options.speak:
+                    for sentence in splitter.feed(delta):
+                        await sentences.put(sentence)
+        result.text = "".join(pieces).strip()
+        if options.speak:
+            for rest in splitter.flush():
+                await sentences.put(rest)
+            await sentences.put(None)
+        await sink.send_text(event("answer.done", turn=turn, text=result.text))
 
     async def speak() -> None:
         seq = 0

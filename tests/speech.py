@@ -10,12 +10,30 @@ import numpy as np
 
 
 def speak_pcm16(text: str, *, rate_wpm: int = 150) -> bytes:
-    """`text` spoken by espeak-ng, resampled by sox to 16 kHz mono PCM16 (raw, little-endian)."""
+    """`text` spoken by espeak-ng, resampled by sox to 16 kHz mono PCM16 (raw, little-endian).
+
+    `-D`: no dither, so the same text always gives the same samples (and the same transcript)."""
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(rate_wpm), "-w", str(wav), text], check=True)
         raw = subprocess.run(
-            ["sox", str(wav), "-t", "raw", "-r", "16000", "-e", "signed", "-b", "16", "-c", "1", "-L", "-"],
+            [
+                "sox",
+                "-D",
+                str(wav),
+                "-t",
+                "raw",
+                "-r",
+                "16000",
+                "-e",
+                "signed",
+                "-b",
+                "16",
+                "-c",
+                "1",
+                "-L",
+                "-",
+            ],
             check=True,
             capture_output=True,
         ).stdout

@@ -76,7 +76,10 @@ async def _collect_turn(
     audio = bytearray()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        message = await asyncio.wait_for(ws.recv(), timeout=deadline - time.monotonic())
+        try:
+            message = await asyncio.wait_for(ws.recv(), timeout=deadline - time.monotonic())
+        except TimeoutError:
+            break
         if isinstance(message, bytes):
             _, pcm = AudioHeader.unpack(message)
             audio += pcm
@@ -85,7 +88,7 @@ async def _collect_turn(
         events.append(data)
         if data["type"] == until:
             return events, bytes(audio)
-    raise AssertionError(f"no {until} within {timeout_s} s: {events}")
+    raise AssertionError(f"no {until} within {timeout_s} s; {len(audio)} audio bytes; events: {events}")
 
 
 def _of(events: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
@@ -97,7 +100,9 @@ def _ws_url(http_url: str) -> str:
 
 
 def test_a_spoken_question_gets_a_cited_spoken_answer(gateway: str) -> None:
-    question = "How does the local stack stop its components?"
+    # Whisper tiny.en hears this espeak-ng rendering as "where it does the local stack keep it slugs":
+    # the words the retrieval needs survive, which is what this test relies on.
+    question = "Where does the local stack keep its logs?"
     pcm = speak_pcm16(question)
 
     async def scenario() -> tuple[list[dict[str, Any]], bytes]:
@@ -113,7 +118,7 @@ def test_a_spoken_question_gets_a_cited_spoken_answer(gateway: str) -> None:
     events, audio = asyncio.run(scenario())
     final = _of(events, "transcript.final")[0]["text"].lower()
     assert "local stack" in final
-    assert "stop" in final
+    assert "keep" in final
     sources = _of(events, "sources")[0]
     assert sources["available"] is True
     assert len(sources["sources"]) >= 1

@@ -48,9 +48,12 @@ class RecordingSink:
 
 
 class FakeModels:
-    def __init__(self, deltas: list[str], *, tts_fails: bool = False, delta_delay: float = 0.0) -> None:
+    def __init__(
+        self, deltas: list[str], *, tts_fails: bool = False, delta_delay: float = 0.0, tts_delay: float = 0.0
+    ) -> None:
         self.deltas = deltas
         self.tts_fails = tts_fails
+        self.tts_delay = tts_delay
         self.delta_delay = delta_delay
         self.prompts: list[str] = []
         self.spoken: list[str] = []
@@ -75,6 +78,7 @@ class FakeModels:
         self.speaking.set()
         try:
             for _ in range(2):
+                await asyncio.sleep(self.tts_delay)
                 yield AudioChunk(np.ones(160, dtype=np.int16), 16000)
         finally:
             self.closed.append("tts")
@@ -180,3 +184,13 @@ def test_cancelling_closes_both_model_streams() -> None:
 
     asyncio.run(scenario())
     assert "llm" in models.closed
+
+
+def test_speech_behind_a_full_queue_still_finishes_every_sentence() -> None:
+    # Generation outruns speech until the sentence queue is full; the end of the answer must
+    # still reach the speaker, and every sentence must be spoken.
+    models = FakeModels([f"Sentence {i}. " for i in range(30)], tts_delay=0.002)
+    sink, _, result = asyncio.run(asyncio.wait_for(_run(models), timeout=60))
+    assert len(models.spoken) == 30
+    assert sink.kinds().count("audio") == 60
+    assert result.spoken  # type: ignore[attr-defined]
