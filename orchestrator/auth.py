@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import secrets
 import time
+from dataclasses import dataclass
 
 import jwt
 from starlette.requests import HTTPConnection
@@ -23,6 +24,17 @@ from orchestrator.settings import Settings
 TOKEN_AUDIENCE = "voicebot/v1/voice"  # noqa: S105 - an audience name, not a secret
 _ALGORITHM = "HS256"
 _DEV_SECRET = secrets.token_urlsafe(48)  # dev mode only: tokens die with the process
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request: `subject` names the key ('bootstrap', 'anonymous' or a stored key's id)."""
+
+    subject: str
+
+    @property
+    def anonymous(self) -> bool:
+        return self.subject == "anonymous"
 
 
 def is_loopback(host: str | None) -> bool:

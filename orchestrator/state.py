@@ -17,6 +17,7 @@ from ingest.embedding import TritonEmbedder
 from ingest.errors import EmbeddingUnavailable, IngestError
 from ingest.migrate import migrate
 from ingest.search import search
+from orchestrator.auth import Caller, check_api_key
 from orchestrator.errors import ModelUnavailable, StoreUnavailable, TooLarge
 from orchestrator.inference import ModelClients
 from orchestrator.metrics import Metrics
@@ -85,6 +86,10 @@ class AppState:
             await self.pool.close()
         if self.triton is not None:
             await self.triton.close()
+
+    async def authenticate(self, authorization: str | None, client_host: str | None) -> Caller:
+        """The caller behind an `Authorization` header, or `Unauthorized`."""
+        return Caller(check_api_key(self.settings, authorization, client_host))
 
     async def triton_ready(self) -> bool:
         if self.triton is None:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.streaming import drain
-from orchestrator.auth import check_api_key, client_host
 from orchestrator.errors import VoicebotError
 from orchestrator.protocol import error_event
-from orchestrator.state import AppState
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
@@ -45,11 +43,7 @@ class _SseSink:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 413: {}},
 )
-async def chat(
-    body: ChatRequest, request: Request, authorization: Annotated[str | None, Header()] = None
-) -> StreamingResponse:
-    state: AppState = request.app.state.voicebot
-    check_api_key(state.settings, authorization, client_host(request))
+async def chat(body: ChatRequest, state: State, caller: CallerDep) -> StreamingResponse:
     sink = _SseSink()
 
     async def produce() -> None:

@@ -12,17 +12,16 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.streaming import drain
-from orchestrator.auth import check_api_key, client_host
 from orchestrator.errors import BadRequest, VoicebotError
 from orchestrator.prompt import HISTORY_TURNS, Exchange
-from orchestrator.state import AppState
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MODEL_NAME = "voicebot"
@@ -90,10 +89,8 @@ def _chunk(completion_id: str, created: int, delta: dict[str, str], finish: str 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, authorization: Annotated[str | None, Header()] = None
+    body: ChatCompletionRequest, state: State, caller: CallerDep
 ) -> StreamingResponse | dict[str, Any]:
-    state: AppState = request.app.state.voicebot
-    check_api_key(state.settings, authorization, client_host(request))
     question, history = _question_and_history(body.messages)
     sink = _Collector()
 

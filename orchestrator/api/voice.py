@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 from starlette.websockets import WebSocketState
 
-from orchestrator.auth import authorize_websocket, check_api_key, client_host, issue_token
+from orchestrator.api.deps import CallerDep, State
+from orchestrator.auth import authorize_websocket, client_host, issue_token
 from orchestrator.errors import Unauthorized
 from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, error_event
 from orchestrator.state import AppState
@@ -30,13 +30,9 @@ class SessionToken(BaseModel):
 
 
 @router.post("/v1/sessions", summary="Get a short-lived token for the voice WebSocket", responses={401: {}})
-async def create_session(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> SessionToken:
-    state: AppState = request.app.state.voicebot
-    subject = check_api_key(state.settings, authorization, client_host(request))
+async def create_session(state: State, caller: CallerDep) -> SessionToken:
     session_id = uuid.uuid4().hex
-    token, expires = issue_token(state.settings, subject, session_id)
+    token, expires = issue_token(state.settings, caller.subject, session_id)
     return SessionToken(session_id=session_id, token=token, expires_at=expires)
 
 

@@ -1,0 +1,24 @@
+"""FastAPI dependencies shared by the HTTP routes: the app state and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from orchestrator.auth import Caller, client_host
+from orchestrator.state import AppState
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.voicebot
+    return state
+
+
+async def require_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    """The authenticated caller of an HTTP request, or 401 (`Unauthorized`)."""
+    return await app_state(request).authenticate(authorization, client_host(request))
+
+
+State = Annotated[AppState, Depends(app_state)]
+CallerDep = Annotated[Caller, Depends(require_caller)]
