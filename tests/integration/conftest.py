@@ -21,7 +21,8 @@ from tests.conftest import REPO_ROOT
 MODEL_REPOSITORY = REPO_ROOT / "images" / "triton" / "models"
 STARTUP_TIMEOUT_S = 300.0
 # Logs outlive the run (the state folder does not), so a failure in CI can be read afterwards.
-LOG_DIR = REPO_ROOT / "build" / "test-logs"
+# VOICEBOT_TEST_LOG_DIR keeps two runs side by side (a developer's and an editor's) apart.
+LOG_DIR = Path(os.environ.get("VOICEBOT_TEST_LOG_DIR") or REPO_ROOT / "build" / "test-logs")
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,7 @@ def stack_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="voicebot-test-"))
     path.chmod(0o755)
     shutil.rmtree(LOG_DIR, ignore_errors=True)
-    LOG_DIR.mkdir(parents=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
