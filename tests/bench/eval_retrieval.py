@@ -192,7 +192,9 @@ async def evaluate(dsn: str, embedder: Any, docs: Path, questions: Sequence[Ques
     await migrate(dsn)
     collection = f"eval-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    report = await ingest_paths(dsn, embedder, [docs], collection=collection)
+    # One file at a time: chunk ids then follow the sorted file order, so ties (broken by id) and
+    # Triton's batches are the same in every run and the figures reproducible.
+    report = await ingest_paths(dsn, embedder, [docs], collection=collection, concurrency=1)
     ingest_s = time.perf_counter() - started
     results: dict[str, Any] = {}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -219,6 +221,7 @@ async def evaluate(dsn: str, embedder: Any, docs: Path, questions: Sequence[Ques
                 **metrics(ranks),
                 "latency_ms_p50_incl_embedding": round(statistics.median(latencies[mode]), 2),
             }
+        text_matches = [await _text_matches(conn, collection, q.question) for q in live]
         await conn.execute("DELETE FROM documents WHERE collection = %s", (collection,))
     return {
         "questions": len(questions),
@@ -228,6 +231,8 @@ async def evaluate(dsn: str, embedder: Any, docs: Path, questions: Sequence[Ques
         "hybrid_at_least_as_good_on_hit@5": results["hybrid"]["hit@5"]
         >= max(results["vector"]["hit@5"], results["text"]["hit@5"]),
         "per_question_rank": per_question,
+        # Above TEXT_RERANK matches, the text side ranks a ts_rank shortlist (ingest/search.py).
+        "text_matches_max": max(text_matches, default=0),
         "corpus": {
             "folder": str(docs.relative_to(REPO_ROOT)) if docs.is_relative_to(REPO_ROOT) else str(docs),
             "documents": report.ingested + report.replaced,
@@ -239,10 +244,25 @@ async def evaluate(dsn: str, embedder: Any, docs: Path, questions: Sequence[Ques
             "ef_search": search_module.EF_SEARCH,
             "candidates": search_module.CANDIDATES,
             "rrf_k": search_module.RRF_K,
+            "text_match_limit": search_module.TEXT_MATCH_LIMIT,
+            "text_rerank": search_module.TEXT_RERANK,
             "chunker_version": CHUNKER_VERSION,
             "tokenizer": default_counter().name,
         },
     }
+
+
+async def _text_matches(conn: psycopg.AsyncConnection[Any], collection: str, question: str) -> int:
+    """How many chunks of `collection` the text side's OR-ed terms of `question` match."""
+    from ingest.search import QUERY_TSQUERY
+    from ingest.store import TS_CONFIG
+
+    cur = await conn.execute(
+        f"SELECT count(*) FROM chunks WHERE collection = %(collection)s AND tsv @@ {QUERY_TSQUERY}",  # noqa: S608
+        {"collection": collection, "query": question, "ts_config": TS_CONFIG},
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

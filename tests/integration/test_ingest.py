@@ -17,16 +17,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 
+from ingest import search as search_module
 from ingest import store
 from ingest.chunking import Chunker
 from ingest.embedding import TritonEmbedder
 from ingest.loaders import load
 from ingest.migrate import migrate
 from ingest.pipeline import ingest_file, ingest_paths
-from ingest.search import search
+from ingest.search import search, search_embedding
 from tests.conftest import REPO_ROOT
 from tests.data.pdfgen import make_pdf
 
@@ -266,6 +268,82 @@ def test_search_finds_the_passage_with_citations(
         assert all(Path(h.source).parent.name in ("corpus", "sub") for h in hits), "another collection leaked"
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert results["ef"] == [("40",)], "ef_search is set per transaction, not left on the connection"
+
+
+def write_beacon_notes(dsn: str, collection: str, notes: int, dense: list[int]) -> None:
+    """`notes` chunks that each mention "beacon" once; those at `dense` positions are all about
+    the harbour beacon alignment. Synthetic embeddings: only the text side is under test."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((notes, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [
+        store.ChunkRow(
+            position=i,
+            heading_path=["Notes"],
+            text=(
+                f"Harbour beacon alignment, number {i}: the harbour beacon alignment keeps the harbour beacon aligned."
+                if i in dense
+                else f"Note {i} mentions the beacon once among routine words."
+            ),
+            token_count=20,
+            embedding=vectors[i],
+        )
+        for i in range(notes)
+    ]
+
+    async def run() -> None:
+        async with await connect(dsn) as conn:
+            await store.write_document(
+                conn,
+                collection=collection,
+                source="synthetic://notes",
+                title="Notes",
+                content_hash=uuid.uuid4().hex,
+                format="txt",
+                metadata={},
+                chunks=chunks,
+            )
+
+    asyncio.run(run())
+
+
+def text_search(dsn: str, collection: str, query: str, k: int) -> list[Any]:
+    async def run() -> list[Any]:
+        async with await connect(dsn) as conn:
+            return await search_embedding(conn, None, query, collection=collection, k=k, mode="text")
+
+    return asyncio.run(run())
+
+
+def test_text_search_shortlist_ranks_like_ranking_every_match(
+    dsn: str, collection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notes = search_module.TEXT_RERANK * 3
+    assert notes < search_module.TEXT_MATCH_LIMIT
+    dense = [notes - 9, notes - 5, notes - 1]  # stored last: found however the matches are read
+    write_beacon_notes(dsn, collection, notes, dense)
+
+    shortlisted = text_search(dsn, collection, "harbour beacon alignment", k=10)
+    monkeypatch.setattr(search_module, "TEXT_RERANK", notes)  # ts_rank_cd over every match
+    every = text_search(dsn, collection, "harbour beacon alignment", k=10)
+
+    assert [h.text.split(":")[0] for h in shortlisted[:3]] == [
+        f"Harbour beacon alignment, number {i}" for i in dense
+    ]
+    assert [(h.chunk_id, h.score) for h in shortlisted] == [(h.chunk_id, h.score) for h in every]
+    assert [h.score for h in shortlisted] == sorted((h.score for h in shortlisted), reverse=True)
+
+
+def test_text_search_reads_at_most_the_match_limit(
+    dsn: str, collection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_beacon_notes(dsn, collection, 120, dense=[])
+    monkeypatch.setattr(search_module, "TEXT_MATCH_LIMIT", 50)
+    monkeypatch.setattr(search_module, "TEXT_RERANK", 10)
+    hits = text_search(dsn, collection, "beacon", k=60)
+    # Every match scores alike; ranked among the first 50 read, shortlisted to max(10, 40, k).
+    assert len(hits) == 50
+    assert len({h.chunk_id for h in hits}) == 50
 
 
 def test_documents_api_and_upload(

@@ -57,3 +57,10 @@ def test_search_hit_is_immutable() -> None:
     hit = SearchHit(1, 2, "Title", "file:///a.md", ["A", "B"], "text", 0.5)
     with pytest.raises(AttributeError):
         hit.score = 1.0  # type: ignore[misc]
+
+
+def test_text_bounds_leave_room_for_the_fusion() -> None:
+    from ingest.search import CANDIDATES, TEXT_MATCH_LIMIT, TEXT_RERANK
+
+    # The shortlist feeds ts_rank_cd, which must still yield every candidate the fusion takes.
+    assert CANDIDATES <= TEXT_RERANK <= TEXT_MATCH_LIMIT
