@@ -31,6 +31,27 @@ class Embedder(Protocol):
         ...
 
 
+def triton_channel_args() -> list[tuple[str, int]]:
+    """gRPC options for every Triton client: tritonclient's defaults (message sizes, keepalive)
+    plus a short reconnect back-off. gRPC's default back-off grows to 120 s, so after a Triton
+    restart a client could sit failing for two minutes; capped at 2 s it recovers at once."""
+    from tritonclient.grpc import KeepAliveOptions
+    from tritonclient.grpc.aio import MAX_GRPC_MESSAGE_SIZE
+
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", int(keepalive.keepalive_permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+
+
 class TritonEmbedder:
     """Calls Triton's `embed` model over gRPC in batches of at most 64 texts.
 
@@ -62,7 +83,7 @@ class TritonEmbedder:
         if self._client is None:
             import tritonclient.grpc.aio as grpcclient
 
-            self._client = grpcclient.InferenceServerClient(url=self.url)
+            self._client = grpcclient.InferenceServerClient(url=self.url, channel_args=triton_channel_args())
         return self._client
 
     async def close(self) -> None:

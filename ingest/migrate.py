@@ -4,8 +4,8 @@ Applied versions are recorded in `schema_migrations`. The whole run holds a Post
 lock, so two processes starting at once (the gateway's replicas, `voicebot db migrate`) apply
 each migration exactly once; the second waits, then finds nothing left to do. Each migration runs
 in its own transaction together with its record, so a failed one leaves no trace and is retried
-by the next run. Any file matching the pattern is picked up: other packages add theirs (e.g.
-0002_sessions.sql) to the same folder.
+by the next run. Any file matching the pattern is picked up: other packages add theirs (the
+gateway's 0002_gateway.sql) to the same folder.
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from orchestrator import __version__
-from orchestrator.api import chat, health, openai_compat, voice
+from orchestrator.api import audio, chat, documents, health, openai_compat, voice
 from orchestrator.errors import VoicebotError
 from orchestrator.observability import add_http_metrics, configure_tracing
 from orchestrator.settings import Settings, get_settings
@@ -38,15 +39,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(voice.router)
     app.include_router(chat.router)
     app.include_router(openai_compat.router)
+    app.include_router(audio.router)
+    app.include_router(documents.router)
 
     @app.exception_handler(VoicebotError)
     async def voicebot_error(request: Request, exc: VoicebotError) -> JSONResponse:
         state.metrics.errors.labels(exc.code.value).inc()
         return JSONResponse(
-            {"error": {"code": exc.code.value, "message": exc.message}}, status_code=exc.http_status
+            {"error": {"code": exc.code.value, "message": exc.message}},
+            status_code=exc.http_status,
+            headers=exc.headers or None,
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422, less the rejected input: it may be huge, or not encodable at all (a
+        # lone surrogate from a JSON escape), which would turn the 422 into a 500.
+        detail = [
+            {"type": e["type"], "loc": [_encodable(p) for p in e["loc"]], "msg": _encodable(e["msg"])}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     ui_dir = settings.ui_dir or Path(__file__).resolve().parent.parent / "ui" / "out"
     if ui_dir.is_dir():
         app.mount("/", StaticFiles(directory=ui_dir, html=True), name="ui")
     return app
+
+
+def _encodable(value: object) -> object:
+    """`value` with what UTF-8 cannot carry replaced (strings only)."""
+    return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value

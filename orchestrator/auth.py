@@ -1,10 +1,16 @@
-"""Who may talk to the gateway.
+"""Who may talk to the gateway, and how much.
 
-- API keys (`Authorization: Bearer <key>`) for servers and automation. This release accepts the
-  configured `VOICEBOT_BOOTSTRAP_API_KEY`; stored, hashed keys (`voicebot keys`) come next.
+- API keys (`Authorization: Bearer <key>`) for servers and automation: keys stored hashed in
+  Postgres (`voicebot keys create|list|revoke`, orchestrator/keys.py) and the configured
+  `VOICEBOT_BOOTSTRAP_API_KEY`.
 - Browsers exchange a key (or, in dev mode, nothing) for a short-lived signed session token at
-  `POST /v1/sessions` and present it on the WebSocket as `?token=…`.
+  `POST /v1/sessions` and present it on the WebSocket as `?token=…`. The token carries the key's
+  subject, so a key revoked since refuses its tokens too.
 - Dev mode (`make up`) admits anonymous clients, but only from loopback addresses.
+
+Stored-key lookups are cached for KEY_CACHE_TTL_S per process, so a revocation takes effect
+within that many seconds on every replica. Every authenticated request (and every WebSocket) is
+counted against the caller's rate limit (orchestrator/limits.py).
 """
 
 from __future__ import annotations
@@ -13,28 +19,50 @@ import hmac
 import ipaddress
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import jwt
+import psycopg
+import psycopg_pool
+from psycopg_pool import AsyncConnectionPool
 from starlette.requests import HTTPConnection
 
-from orchestrator.errors import Unauthorized
+from orchestrator import keys
+from orchestrator.errors import RateLimited, StoreUnavailable, Unauthorized
+from orchestrator.keys import ApiKey
+from orchestrator.limits import RateLimiter, SessionLimiter, retry_after
 from orchestrator.settings import Settings
 
 TOKEN_AUDIENCE = "voicebot/v1/voice"  # noqa: S105 - an audience name, not a secret
 _ALGORITHM = "HS256"
 _DEV_SECRET = secrets.token_urlsafe(48)  # dev mode only: tokens die with the process
+KEY_CACHE_TTL_S = 5.0  # a revoked key stops working within this many seconds
+KEY_CACHE_SIZE = 1024
+KEY_LOOKUP_TIMEOUT_S = 2.0
+BOOTSTRAP = "bootstrap"
+ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made a request: `subject` names the key ('bootstrap', 'anonymous' or a stored key's id)."""
+    """Who made a request: `subject` names the key ('bootstrap', 'anonymous' or 'key:<id>' of a
+    stored key); `client` is the client's address, which tells anonymous callers apart."""
 
     subject: str
+    client: str | None = None
 
     @property
     def anonymous(self) -> bool:
-        return self.subject == "anonymous"
+        return self.subject == ANONYMOUS
+
+    @property
+    def bucket(self) -> str:
+        """What limits count against: the key, or for anonymous callers their address."""
+        return f"{ANONYMOUS}@{self.client}" if self.anonymous else self.subject
 
 
 def is_loopback(host: str | None) -> bool:
@@ -56,44 +84,193 @@ def _signing_key(settings: Settings) -> str:
     return _DEV_SECRET
 
 
-def check_api_key(settings: Settings, authorization: str | None, client_host: str | None) -> str:
-    """The caller's identity ('anonymous' in dev mode from loopback), or Unauthorized."""
-    # Dev mode on loopback admits anyone, whatever key a client library insists on sending.
-    anonymous_ok = settings.dev_mode and is_loopback(client_host)
-    if authorization and authorization.lower().startswith("bearer "):
-        key = authorization[7:].strip()
-        expected = settings.bootstrap_api_key.get_secret_value() if settings.bootstrap_api_key else ""
-        if expected and hmac.compare_digest(key.encode(), expected.encode()):
-            return "bootstrap"
-        if not anonymous_ok:
-            raise Unauthorized("the API key is not valid")
-    if anonymous_ok:
-        return "anonymous"
-    raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a session token says: whose it is, for which session, and whether to resume it."""
+
+    subject: str
+    session_id: str
+    resume: bool = False
 
 
-def issue_token(settings: Settings, subject: str, session_id: str) -> tuple[str, int]:
+def issue_token(
+    settings: Settings, subject: str, session_id: str, *, resume: bool = False
+) -> tuple[str, int]:
     expires = int(time.time()) + settings.session_token_ttl_s
-    claims = {"sub": subject, "sid": session_id, "aud": TOKEN_AUDIENCE, "exp": expires}
+    claims: dict[str, object] = {"sub": subject, "sid": session_id, "aud": TOKEN_AUDIENCE, "exp": expires}
+    if resume:
+        claims["resume"] = True
     return jwt.encode(claims, _signing_key(settings), algorithm=_ALGORITHM), expires
 
 
-def verify_token(settings: Settings, token: str) -> dict[str, str]:
+def verify_token(settings: Settings, token: str) -> TokenClaims:
     try:
         claims = jwt.decode(token, _signing_key(settings), algorithms=[_ALGORITHM], audience=TOKEN_AUDIENCE)
     except jwt.ExpiredSignatureError as e:
         raise Unauthorized("the session token has expired; request a new one") from e
     except jwt.PyJWTError as e:
         raise Unauthorized("the session token is not valid") from e
-    return {"sub": str(claims["sub"]), "sid": str(claims["sid"])}
+    if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("sid"), str):
+        raise Unauthorized("the session token is not valid")
+    return TokenClaims(claims["sub"], claims["sid"], claims.get("resume") is True)
 
 
-def authorize_websocket(
-    settings: Settings, token: str | None, client_host: str | None
-) -> dict[str, str] | None:
-    """Claims of a valid token; None for an anonymous dev-mode loopback client; else Unauthorized."""
-    if token:
-        return verify_token(settings, token)
-    if settings.dev_mode and is_loopback(client_host):
-        return None
-    raise Unauthorized("a session token is required (POST /v1/sessions)")
+def bearer_token(authorization: str | None) -> str | None:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None
+    return None
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """A small map whose entries expire `ttl_s` after they were stored; the oldest go first when full."""
+
+    def __init__(self, ttl_s: float, size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self.clock = clock
+        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        """(found, value); an expired entry is not found."""
+        item = self._items.get(key)
+        if item is None:
+            return False, None
+        stored, value = item
+        if self.clock() - stored >= self.ttl_s:
+            del self._items[key]
+            return False, None
+        return True, value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = (self.clock(), value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+class Gatekeeper:
+    """Authenticates callers and applies the per-caller limits (one per gateway process)."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.requests = RateLimiter(settings.rate_limit_per_minute, clock=clock)
+        self.sessions = SessionLimiter(settings.max_sessions_per_key)
+        # digest of a presented key → its stored key (None: no such key); key id → stored key.
+        self._by_digest: TtlCache[str, ApiKey | None] = TtlCache(KEY_CACHE_TTL_S, KEY_CACHE_SIZE, clock)
+        self._by_id: TtlCache[int, ApiKey | None] = TtlCache(KEY_CACHE_TTL_S, KEY_CACHE_SIZE, clock)
+
+    # ---- HTTP ----------------------------------------------------------------------------
+
+    async def authenticate(
+        self, pool: AsyncConnectionPool | None, authorization: str | None, client_host: str | None
+    ) -> Caller:
+        """The caller behind an `Authorization` header, counted against its rate limit.
+
+        Raises Unauthorized (401), RateLimited (429) or StoreUnavailable (503: a stored key could
+        not be checked)."""
+        caller = await self.identify(pool, authorization, client_host)
+        self.count_request(caller)
+        return caller
+
+    async def identify(
+        self, pool: AsyncConnectionPool | None, authorization: str | None, client_host: str | None
+    ) -> Caller:
+        # Dev mode on loopback admits anyone, whatever key a client library insists on sending;
+        # but a stored key is still checked, so its callers keep their identity (and a revoked
+        # key is refused).
+        anonymous_ok = self.settings.dev_mode and is_loopback(client_host)
+        key = bearer_token(authorization)
+        if key is not None:
+            if self._is_bootstrap(key):
+                return Caller(BOOTSTRAP, client_host)
+            if keys.key_prefix(key) is not None:
+                stored = await self._stored_key(pool, key)
+                return Caller(stored.subject, client_host)
+            if not anonymous_ok:
+                raise Unauthorized("the API key is not valid")
+        if anonymous_ok:
+            return Caller(ANONYMOUS, client_host)
+        raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+
+    def count_request(self, caller: Caller) -> None:
+        wait_s = self.requests.acquire(caller.bucket)
+        if wait_s > 0:
+            raise RateLimited(
+                f"over {self.settings.rate_limit_per_minute} requests a minute; retry in "
+                f"{retry_after(wait_s)} s",
+                retry_after_s=retry_after(wait_s),
+            )
+
+    # ---- WebSocket -----------------------------------------------------------------------
+
+    async def authenticate_socket(
+        self, pool: AsyncConnectionPool | None, token: str | None, client_host: str | None
+    ) -> tuple[Caller, TokenClaims | None]:
+        """The caller of a WebSocket and what its token says (None without one).
+
+        A token's key must still be valid: a key revoked since refuses its tokens. Raises
+        Unauthorized, RateLimited or StoreUnavailable."""
+        if token:
+            claims = verify_token(self.settings, token)
+            caller = Caller(claims.subject, client_host)
+            key_id = keys.key_id_of(caller.subject)
+            if key_id is not None:
+                await self._stored_key_by_id(pool, key_id)
+            self.count_request(caller)
+            return caller, claims
+        if self.settings.dev_mode and is_loopback(client_host):
+            caller = Caller(ANONYMOUS, client_host)
+            self.count_request(caller)
+            return caller, None
+        raise Unauthorized("a session token is required (POST /v1/sessions)")
+
+    # ---- stored keys -----------------------------------------------------------------------
+
+    def _is_bootstrap(self, key: str) -> bool:
+        expected = self.settings.bootstrap_api_key
+        if expected is None or not expected.get_secret_value():
+            return False
+        return hmac.compare_digest(key.encode(), expected.get_secret_value().encode())
+
+    async def _stored_key(self, pool: AsyncConnectionPool | None, key: str) -> ApiKey:
+        digest = keys.hash_key(key)
+        found, stored = self._by_digest.get(digest)
+        if not found:
+            async with _key_store(pool) as conn:
+                stored = await keys.find_key(conn, key)
+                if stored is not None and not stored.revoked:
+                    await keys.mark_used(conn, stored.id)
+            self._by_digest.put(digest, stored)
+        return _usable(stored)
+
+    async def _stored_key_by_id(self, pool: AsyncConnectionPool | None, key_id: int) -> ApiKey:
+        found, stored = self._by_id.get(key_id)
+        if not found:
+            async with _key_store(pool) as conn:
+                stored = await keys.get_key(conn, key_id)
+            self._by_id.put(key_id, stored)
+        return _usable(stored)
+
+
+def _usable(stored: ApiKey | None) -> ApiKey:
+    if stored is None:
+        raise Unauthorized("the API key is not valid")
+    if stored.revoked:
+        raise Unauthorized("the API key has been revoked")
+    return stored
+
+
+@asynccontextmanager
+async def _key_store(pool: AsyncConnectionPool | None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection for key lookups; Postgres trouble becomes StoreUnavailable (503)."""
+    if pool is None:
+        raise StoreUnavailable("API keys cannot be checked: no database is configured")
+    try:
+        async with pool.connection(timeout=KEY_LOOKUP_TIMEOUT_S) as conn:
+            yield conn
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+        raise StoreUnavailable("API keys cannot be checked: the database is unavailable") from e

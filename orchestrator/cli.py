@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from ingest import commands as ingest_commands
+from orchestrator import key_commands
 from orchestrator.models import commands as model_commands
 from orchestrator.settings import Settings
 
@@ -64,20 +65,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from orchestrator.app import create_app
     from orchestrator.observability import configure_logging
+    from orchestrator.server import DrainingServer
 
     settings = _load_settings()
     configure_logging(settings)
     if settings.dev_mode:
         logging.getLogger("voicebot").warning("dev mode: anonymous access is allowed from loopback only")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,  # keep our handlers (JSON lines)
         ws_max_size=1 << 20,
-        timeout_graceful_shutdown=20,
+        # After the drain, what is left (an SSE answer, an upload) gets this long.
+        timeout_graceful_shutdown=10,
     )
+    DrainingServer(config, app.state.voicebot, settings.drain_timeout_s).run()
     return 0
 
 
@@ -104,9 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check what the local stack needs")
     doctor.set_defaults(func=cmd_doctor)
 
-    # Command groups owned by other packages: `ingest`, `db migrate` (ingest/), `models` (weights).
+    # Command groups owned by other packages: `ingest`, `db migrate` (ingest/), `models` (weights),
+    # and `keys` (stored API keys, orchestrator/key_commands.py).
     ingest_commands.register(sub)
     model_commands.register(sub)
+    key_commands.register(sub)
     return parser
 
 

@@ -15,6 +15,11 @@ class VoicebotError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the error response."""
+        return {}
+
 
 class BadRequest(VoicebotError):
     code = ErrorCode.BAD_REQUEST
@@ -24,6 +29,19 @@ class BadRequest(VoicebotError):
 class TooLarge(VoicebotError):
     code = ErrorCode.TOO_LARGE
     http_status = 413
+
+
+class BadAudio(VoicebotError):
+    """Audio we can read the container of but not use: a damaged WAV, no samples."""
+
+    code = ErrorCode.BAD_AUDIO
+    http_status = 400
+
+
+class UnsupportedAudio(BadAudio):
+    """Audio in a container or encoding we do not decode (MP3, Ogg, µ-law WAV…)."""
+
+    http_status = 415
 
 
 class NotFound(VoicebotError):
@@ -40,6 +58,14 @@ class RateLimited(VoicebotError):
     code = ErrorCode.RATE_LIMITED
     retryable = True
     http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class ModelUnavailable(VoicebotError):

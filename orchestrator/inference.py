@@ -10,10 +10,12 @@ generator early (barge-in, client gone) cancels the call, which Triton reports t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import grpc
 import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc.aio as grpcclient
@@ -22,6 +24,8 @@ from tritonclient.utils import InferenceServerException
 from orchestrator.errors import ModelFailed, ModelUnavailable, StageTimeout
 
 _UNAVAILABLE = ("StatusCode.UNAVAILABLE", "StatusCode.CANCELLED")
+_EMBEDDED_STATUS = re.compile(r"status = StatusCode\.(?P<status>[A-Z_]+)")
+_EMBEDDED_DETAILS = re.compile(r'details = "(?P<details>[^"]*)"')
 _T = TypeVar("_T")
 
 
@@ -29,6 +33,13 @@ def translate(e: InferenceServerException, model: str) -> Exception:
     """One InferenceServerException → our error tree (the caller raises it `from e`)."""
     status = str(e.status() or "")
     message = str(e.message() or e)
+    # A stream broken mid-way (Triton killed) arrives with no status, the gRPC error rendered
+    # into the message: "<AioRpcError … status = StatusCode.UNAVAILABLE details = "…" …>".
+    embedded = _EMBEDDED_STATUS.search(message)
+    if embedded:
+        status = status or f"StatusCode.{embedded['status']}"
+        details = _EMBEDDED_DETAILS.search(message)
+        message = details["details"] if details else status
     if status in _UNAVAILABLE or "failed to connect" in message.lower() or "unknown model" in message.lower():
         return ModelUnavailable(f"model '{model}' is unavailable: {message}")
     if status == "StatusCode.DEADLINE_EXCEEDED":
@@ -59,9 +70,34 @@ def _first_string(result: Any, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A stretch of the transcript, in seconds from the start of the sequence."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
 class Transcript:
     text: str
     is_final: bool
+    segments: tuple[Segment, ...] = ()
+
+
+def _from_rpc_error(e: grpc.RpcError) -> InferenceServerException:
+    code = e.code() if isinstance(e, grpc.Call) else None
+    details = e.details() if isinstance(e, grpc.Call) else str(e)
+    return InferenceServerException(msg=str(details or e), status=str(code) if code else None)
+
+
+def _segments(raw: str) -> tuple[Segment, ...]:
+    """The `segments` output of `asr` (JSON list of {start, end, text}); () when absent or unreadable."""
+    try:
+        items = json.loads(raw) if raw else []
+        return tuple(Segment(float(s["start"]), float(s["end"]), str(s["text"])) for s in items)
+    except (ValueError, TypeError, KeyError):
+        return ()
 
 
 @dataclass(frozen=True)
@@ -118,7 +154,9 @@ class ModelClients:
             raise translate(e, self.asr_model) from e
         is_final = result.as_numpy("is_final")
         return Transcript(
-            _first_string(result, "transcript"), bool(is_final is not None and is_final.reshape(-1)[0])
+            _first_string(result, "transcript"),
+            bool(is_final is not None and is_final.reshape(-1)[0]),
+            _segments(_first_string(result, "segments")),
         )
 
     # ---- streams ---------------------------------------------------------------------
@@ -142,6 +180,8 @@ class ModelClients:
                     yield item
         except InferenceServerException as e:
             raise translate(e, model) from e
+        except grpc.RpcError as e:  # the aio stream raises gRPC's own error (e.g. Triton down)
+            raise translate(_from_rpc_error(e), model) from e
         finally:
             call.cancel()  # no-op when the call already ended; frees the model on early close
 

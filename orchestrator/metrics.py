@@ -29,6 +29,11 @@ class Metrics:
             "voicebot_errors", "Errors sent to clients, by stable code.", ["code"], registry=r
         )
         self.barge_ins = Counter("voicebot_barge_ins", "Answers interrupted by the user.", registry=r)
+        self.turn_write_failures = Counter(
+            "voicebot_turn_write_failures",
+            "Finished turns that could not be recorded in Postgres.",
+            registry=r,
+        )
         self.open_sessions = Gauge("voicebot_open_sessions", "Voice sessions currently open.", registry=r)
         self.dependency_up = Gauge(
             "voicebot_dependency_up",

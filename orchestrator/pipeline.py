@@ -153,6 +153,10 @@ async def answer(
         log.warning("retrieval failed; answering without sources", extra={"turn": turn, "code": e.code.value})
         metrics.errors.labels(e.code.value).inc()
         result.sources_available = False
+        # Say why (store_unavailable / model_unavailable), then answer anyway: not fatal.
+        await sink.send_text(
+            error_event(e.code, f"search is unavailable, answering without sources: {e.message}", turn=turn)
+        )
     timings.retrieval = _elapsed_ms(began)
     metrics.stage_duration.labels("retrieval").observe(timings.retrieval / 1000)
     await sink.send_text(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 PROTOCOL_VERSION = 1
 INPUT_SAMPLE_RATE = 16_000
@@ -36,14 +36,34 @@ class ErrorCode(StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"  # Triton down or a model failing
     STORE_UNAVAILABLE = "store_unavailable"  # Postgres down
     TIMEOUT = "timeout"
+    SHUTTING_DOWN = "shutting_down"  # the gateway is draining for a restart: reconnect
     INTERNAL = "internal"
 
 
 # ---- client → server -------------------------------------------------------------------
 
 
+def plain_text(value: str) -> bool:
+    """Text the models and Postgres accept: no NUL character and no lone surrogate (which JSON's
+    `\\ud800` escapes can carry)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _ClientMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*")
+    @classmethod
+    def _plain_text(cls, value: object) -> object:
+        if isinstance(value, str) and not plain_text(value):
+            raise ValueError("must be Unicode text without NUL characters or lone surrogates")
+        return value
 
 
 class SessionStart(_ClientMessage):

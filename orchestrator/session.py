@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import StageTimeout, VoicebotError
+from orchestrator.history import Outcome, SessionHistory, TurnRecord
 from orchestrator.inference import ModelClients
 from orchestrator.metrics import Metrics
-from orchestrator.pipeline import AnswerOptions, Retriever, Sink, Timings, answer
+from orchestrator.pipeline import AnswerOptions, AnswerResult, Retriever, Sink, Timings, answer
 from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.protocol import (
     INPUT_SAMPLE_RATE,
@@ -46,6 +47,7 @@ from orchestrator.protocol import (
 log = logging.getLogger(__name__)
 
 ASR_CHUNK_S = 0.5  # audio sent to `asr` per request while the button is held
+STORE_WRITE_TIMEOUT_S = 3.0  # a turn's record; past it the turn is logged as not recorded
 
 
 @dataclass
@@ -117,7 +119,7 @@ class AsrStream:
             self._final.cancel()
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the gateway keeps open sessions in a set
 class VoiceSession:
     sink: Sink
     models: ModelClients
@@ -134,6 +136,21 @@ class VoiceSession:
     _audio_bytes: int = 0
     _answering: asyncio.Task[None] | None = None
     _answering_turn: int = 0
+    # Set by the gateway while it drains for a restart: turns in flight finish, new ones are refused.
+    draining: Callable[[], bool] = lambda: False
+    on_close: Callable[[VoiceSession], None] = lambda session: None
+    # Who owns the session, and where it is resumed from and recorded (None: kept in memory only).
+    subject: str = "anonymous"
+    store: SessionHistory | None = None
+    resume_session: bool = False  # the session token was issued to resume `session_id`
+    _asked: str | None = None  # the question of the turn in flight, once known
+    _discarding: bool = False  # the rest of a turn dropped for its size is ignored
+    _writes: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def busy(self) -> bool:
+        """A recording or an answer is in flight (draining waits for it)."""
+        return self._asr is not None or (self._answering is not None and not self._answering.done())
 
     # ---- inbound ---------------------------------------------------------------------
 
@@ -157,6 +174,8 @@ class VoiceSession:
 
     async def on_audio(self, frame: bytes) -> None:
         try:
+            if self._asr is None and self._discarding:
+                return  # the rest of a turn already dropped as too large
             if self._asr is None:
                 raise ProtocolError(
                     ErrorCode.BAD_AUDIO, "audio received outside a turn; send turn.start first"
@@ -165,10 +184,13 @@ class VoiceSession:
             limit = int(self.config.max_turn_audio_s * INPUT_SAMPLE_RATE) * INPUT_SAMPLE_WIDTH
             if self._audio_bytes + len(frame) > limit:
                 await self._abandon_recording()
-                raise ProtocolError(
+                self._discarding = True
+                await self._error(
                     ErrorCode.TOO_LARGE,
                     f"turn audio is over {self.config.max_turn_audio_s:.0f} s; the turn was dropped",
                 )
+                await self.sink.send_text(event("turn.done", turn=self._turn, outcome="error", timings={}))
+                return
             self._audio_bytes += len(frame)
             self._asr.feed(frame)
         except ProtocolError as e:
@@ -176,18 +198,34 @@ class VoiceSession:
 
     async def close(self) -> None:
         await self._cancel(reason="cancelled", notify=False)
+        if self._writes:  # turns being recorded get their chance to land
+            await asyncio.wait(self._writes, timeout=STORE_WRITE_TIMEOUT_S)
         if self.started:
             self.metrics.open_sessions.dec()
+        self.on_close(self)
+
+    async def end_for_shutdown(self) -> None:
+        """Draining is over: tell the client to reconnect (the server then closes with 1012)."""
+        await self.sink.send_text(
+            error_event(
+                ErrorCode.SHUTTING_DOWN, "the server is restarting; reconnect to continue", fatal=True
+            )
+        )
+
+    def _refuse_while_draining(self) -> None:
+        if self.draining():
+            raise ProtocolError(
+                ErrorCode.SHUTTING_DOWN, "the server is restarting; reconnect to ask a new question"
+            )
 
     # ---- transitions -----------------------------------------------------------------
 
     async def _start_session(self, message: SessionStart) -> None:
         if self.started:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "the session has already started")
-        if message.session_id:
-            self.session_id = message.session_id
         self.language = message.language
         self.voice = message.voice or self.config.options.voice
+        resumed = await self._resume(message.session_id)
         self.started = True
         self.metrics.open_sessions.inc()
         await self.sink.send_text(
@@ -196,13 +234,42 @@ class VoiceSession:
                 session_id=self.session_id,
                 protocol=PROTOCOL_VERSION,
                 input_sample_rate=INPUT_SAMPLE_RATE,
+                resumed=resumed,
+                turns=self._turn,
             )
         )
 
+    async def _resume(self, requested: str | None) -> bool:
+        """Continue a stored session of this subject: the one `session.start` names, else the one
+        the session token was issued to resume. History and turn numbering continue; an unknown
+        or foreign id gets `not_found` and a new session."""
+        if self.store is None:
+            if requested:
+                self.session_id = requested
+            return False
+        candidate = requested or (self.session_id if self.resume_session else None)
+        if candidate is None:
+            return False
+        try:
+            resumed = await self.store.resume(candidate, self.subject)
+        except VoicebotError as e:
+            log.warning("session not resumed", extra={"session": candidate, "code": e.code.value})
+            await self._error(e.code, f"the session could not be loaded ({e.message}); this is a new session")
+            return False
+        if resumed is None:
+            await self._error(ErrorCode.NOT_FOUND, "no such session to resume; this is a new session")
+            return False
+        self.session_id = candidate
+        self.history = resumed.history
+        self._turn = resumed.last_turn
+        return True
+
     async def _turn_start(self) -> None:
+        self._refuse_while_draining()
         if self._answering is not None and not self._answering.done():
             self.metrics.barge_ins.inc()
         await self._cancel(reason="cancelled")
+        self._discarding = False
         self._turn += 1
         turn = self._turn
 
@@ -214,6 +281,9 @@ class VoiceSession:
         await self.sink.send_text(event("turn.started", turn=turn))
 
     async def _turn_end(self) -> None:
+        if self._asr is None and self._discarding:
+            self._discarding = False  # the release of a turn already dropped (and done)
+            return
         if self._asr is None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "turn.end without turn.start")
         asr, self._asr = self._asr, None
@@ -225,9 +295,12 @@ class VoiceSession:
     async def _text(self, message: TextQuestion) -> None:
         if len(message.text) > self.config.max_text_chars:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"text is over {self.config.max_text_chars} characters")
+        self._refuse_while_draining()
         await self._cancel(reason="cancelled")
+        self._discarding = False
         self._turn += 1
         turn = self._turn
+        self._asked = message.text
         await self.sink.send_text(event("turn.started", turn=turn))
         options = replace(self.config.options, voice=self.voice, speak=message.speak)
         self._launch(turn, self._answer(message.text, turn, time.monotonic(), Timings(), options))
@@ -247,6 +320,7 @@ class VoiceSession:
             timings.asr_final = (time.monotonic() - t0) * 1000
             self.metrics.stage_duration.labels("asr_final").observe(timings.asr_final / 1000)
             await self.sink.send_text(event("transcript.final", turn=turn, text=question))
+            self._asked = question or None
             if not question:
                 await self._done(turn, timings, t0, "ok", note="no speech heard")
                 return
@@ -274,12 +348,24 @@ class VoiceSession:
             await self._turn_failed(turn, e, timings, t0)
             return
         self.history.append(Exchange(question, result.text))
-        await self._done(turn, timings, t0, "ok")
+        del self.history[:-HISTORY_TURNS]  # bounded: only the recent exchanges go into prompts
+        await self._done(turn, timings, t0, "ok", result=result)
 
-    async def _done(self, turn: int, timings: Timings, t0: float, outcome: str, note: str = "") -> None:
+    async def _done(
+        self,
+        turn: int,
+        timings: Timings,
+        t0: float,
+        outcome: str,
+        note: str = "",
+        result: AnswerResult | None = None,
+    ) -> None:
         timings.total = (time.monotonic() - t0) * 1000
         self.metrics.stage_duration.labels("turn_total").observe(timings.total / 1000)
         self.metrics.turns.labels(outcome).inc()
+        write = self._record(turn, "ok" if outcome == "ok" else "error", timings.as_dict(), result)
+        if write is not None:  # stored before turn.done, so a client that reloads finds it
+            await asyncio.shield(write)
         fields: dict[str, object] = {"turn": turn, "timings": timings.as_dict(), "outcome": outcome}
         if note:
             fields["note"] = note
@@ -305,11 +391,52 @@ class VoiceSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self.metrics.turns.labels(reason).inc()
+            self._record(self._answering_turn, "cancelled", {}, None)  # written in the background
             if notify:
                 await self.sink.send_text(event("audio.clear", turn=self._answering_turn))
                 await self.sink.send_text(
                     event("turn.done", turn=self._answering_turn, outcome=reason, timings={})
                 )
+
+    def _record(
+        self, turn: int, outcome: Outcome, timings: dict[str, float | None], result: AnswerResult | None
+    ) -> asyncio.Task[None] | None:
+        """Stores the finished turn in the background (a task the session owns and awaits at close).
+
+        Only turns with a question are stored; the answer only when it finished."""
+        question, self._asked = self._asked, None
+        if self.store is None or not question:
+            return None
+        answered = result if outcome == "ok" else None
+        record = TurnRecord(
+            turn=turn,
+            question=question,
+            outcome=outcome,
+            answer=answered.text if answered else "",
+            citations=[s.public() for s in answered.sources] if answered else [],
+            timings=timings,
+        )
+        task = asyncio.create_task(self._write(record), name=f"record-{self.session_id}-{turn}")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return task
+
+    async def _write(self, record: TurnRecord) -> None:
+        """A failed write is logged and counted; the conversation goes on."""
+        assert self.store is not None
+        try:
+            await asyncio.wait_for(
+                self.store.record(
+                    self.session_id, self.subject, record, language=self.language, voice=self.voice
+                ),
+                STORE_WRITE_TIMEOUT_S,
+            )
+        except Exception as e:  # the store is down, slow, or refused the row: never the caller's problem
+            code = e.code.value if isinstance(e, VoicebotError) else type(e).__name__
+            log.warning(
+                "turn not recorded", extra={"session": self.session_id, "turn": record.turn, "code": code}
+            )
+            self.metrics.turn_write_failures.inc()
 
     async def _error(self, code: ErrorCode, message: str) -> None:
         self.metrics.errors.labels(code.value).inc()

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     ui_dir: Path | None = Field(
         default=None, description="Static UI export to serve at /; default ui/out when it exists."
     )
+    drain_timeout_s: float = Field(
+        default=25.0,
+        ge=0,
+        description="On shutdown, how long turns in flight may take to finish before sockets close.",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Extra allowed browser origins.")
 
     # --- model server (Triton) ------------------------------------------------------------
@@ -103,6 +108,11 @@ class Settings(BaseSettings):
     # --- limits -----------------------------------------------------------------------
     max_turn_audio_s: float = Field(default=60.0, gt=0, description="Longest audio accepted for one turn.")
     max_text_chars: int = Field(default=2000, ge=1, description="Longest typed question accepted.")
+    max_upload_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of an upload (documents, audio transcription), in bytes.",
+    )
     rate_limit_per_minute: int = Field(default=60, ge=1, description="Requests per API key per minute.")
     max_sessions_per_key: int = Field(default=4, ge=1, description="Concurrent voice sessions per API key.")
 

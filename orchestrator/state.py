@@ -13,12 +13,13 @@ import psycopg_pool
 import tritonclient.grpc.aio as grpcclient
 from psycopg_pool import AsyncConnectionPool
 
-from ingest.embedding import TritonEmbedder
+from ingest.embedding import TritonEmbedder, triton_channel_args
 from ingest.errors import EmbeddingUnavailable, IngestError
 from ingest.migrate import migrate
 from ingest.search import search
-from orchestrator.auth import Caller, check_api_key
-from orchestrator.errors import ModelUnavailable, StoreUnavailable, TooLarge
+from orchestrator.auth import Caller, Gatekeeper
+from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
+from orchestrator.history import SessionStore
 from orchestrator.inference import ModelClients
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import (
@@ -31,12 +32,14 @@ from orchestrator.pipeline import (
     sources_from_hits,
 )
 from orchestrator.prompt import Exchange
+from orchestrator.protocol import plain_text
 from orchestrator.session import SessionConfig, VoiceSession
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 2.0
+DRAIN_POLL_S = 0.1
 RETRIEVAL_K = 4
 COLLECTION = "default"
 
@@ -49,9 +52,21 @@ class AppState:
     triton: grpcclient.InferenceServerClient | None = None
     models: ModelClients | None = None
     embedder: TritonEmbedder | None = None
+    sessions: set[VoiceSession] = field(default_factory=set)
+    draining: bool = False
+    migrated: bool = False
+    # Authentication and per-caller limits; stored conversations (given the pool in open()).
+    gatekeeper: Gatekeeper = field(init=False)
+    session_store: SessionStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gatekeeper = Gatekeeper(self.settings)
+        self.session_store = SessionStore(None)
 
     async def open(self) -> None:
-        self.triton = grpcclient.InferenceServerClient(self.settings.triton_url)
+        self.triton = grpcclient.InferenceServerClient(
+            self.settings.triton_url, channel_args=triton_channel_args()
+        )
         self.models = ModelClients(self.triton, timeout_s=self.settings.triton_timeout_s)
         self.embedder = TritonEmbedder(
             self.settings.triton_url, timeout_s=self.settings.triton_timeout_s, max_attempts=2
@@ -65,17 +80,23 @@ class AppState:
                 max_size=self.settings.db_pool_max,
                 open=False,
                 kwargs={"autocommit": True},
+                # After a Postgres restart the pooled connections are dead: test each on checkout
+                # (one round trip) so the first request after recovery does not fail on a stale one.
+                check=AsyncConnectionPool.check_connection,
             )
             await self.pool.open(wait=False)
+            self.session_store = SessionStore(self.pool)
             await self._migrate(self.settings.database_url.get_secret_value())
 
     async def _migrate(self, dsn: str) -> None:
-        """Apply schema migrations at start-up; with Postgres down, start anyway (not ready)."""
+        """Apply schema migrations at start-up; with Postgres down, start anyway (not ready): the
+        next readiness check that reaches Postgres applies them."""
         try:
             applied = await migrate(dsn)
         except IngestError as e:
-            log.warning("schema migrations not applied at start-up: %s", e)
+            log.warning("schema migrations not applied yet: %s", e)
             return
+        self.migrated = True
         if applied:
             log.info("applied schema migrations %s", ", ".join(applied))
 
@@ -88,8 +109,11 @@ class AppState:
             await self.triton.close()
 
     async def authenticate(self, authorization: str | None, client_host: str | None) -> Caller:
-        """The caller behind an `Authorization` header, or `Unauthorized`."""
-        return Caller(check_api_key(self.settings, authorization, client_host))
+        """The caller behind an `Authorization` header, counted against its rate limit.
+
+        Raises Unauthorized (401), RateLimited (429), or StoreUnavailable (503) when a stored key
+        cannot be checked; the bootstrap key and dev-mode anonymous callers need no database."""
+        return await self.gatekeeper.authenticate(self.pool, authorization, client_host)
 
     async def triton_ready(self) -> bool:
         if self.triton is None:
@@ -111,10 +135,30 @@ class AppState:
 
     async def readiness(self) -> dict[str, bool]:
         triton, postgres = await asyncio.gather(self.triton_ready(), self.postgres_ready())
+        if postgres and not self.migrated and self.settings.database_url is not None:
+            await self._migrate(self.settings.database_url.get_secret_value())
+            postgres = self.migrated
         checks = {"triton": triton, "postgres": postgres}
         for name, ok in checks.items():
             self.metrics.dependency_up.labels(name).set(1 if ok else 0)
+        checks["accepting"] = not self.draining
         return checks
+
+    async def drain(self, timeout_s: float) -> None:
+        """Graceful shutdown: refuse new turns, let those in flight finish (up to `timeout_s`),
+        then tell every client to reconnect. The server closes the sockets afterwards."""
+        self.draining = True
+        deadline = time.monotonic() + timeout_s
+        busy = [s for s in self.sessions if s.busy]
+        log.info("draining: %d open sessions, %d with a turn in flight", len(self.sessions), len(busy))
+        # Polled: a held button becomes an answer only when the client releases it, so there is
+        # no single task to wait on.
+        while any(s.busy for s in self.sessions) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(DRAIN_POLL_S)
+        left = sum(1 for s in self.sessions if s.busy)
+        if left:
+            log.warning("drain timeout: %d turns still in flight are cut off", left)
+        await asyncio.gather(*(s.end_for_shutdown() for s in list(self.sessions)), return_exceptions=True)
 
     async def retrieve(self, question: str) -> list[Source]:
         """The passages that answer `question`, as numbered citations (the pipeline's Retriever)."""
@@ -143,6 +187,8 @@ class AppState:
         assert self.models is not None, "open() first"
         if len(question) > self.settings.max_text_chars:
             raise TooLarge(f"the question is over {self.settings.max_text_chars} characters")
+        if not plain_text(question):
+            raise BadRequest("the question must be Unicode text without NUL characters")
         options = replace(self.answer_options(), speak=False)
         if max_tokens:
             options = replace(options, max_tokens=min(max_tokens, options.max_tokens))
@@ -167,6 +213,14 @@ class AppState:
             asr_timeout_s=self.settings.triton_timeout_s,
             options=self.answer_options(),
         )
-        return VoiceSession(
-            sink=sink, models=self.models, retrieve=self.retrieve, metrics=self.metrics, config=config
+        session = VoiceSession(
+            sink=sink,
+            models=self.models,
+            retrieve=self.retrieve,
+            metrics=self.metrics,
+            config=config,
+            draining=lambda: self.draining,
+            on_close=self.sessions.discard,
         )
+        self.sessions.add(session)
+        return session

@@ -16,7 +16,10 @@ def app_state(request: Request) -> AppState:
 
 
 async def require_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    """The authenticated caller of an HTTP request, or 401 (`Unauthorized`)."""
+    """The authenticated caller of an HTTP request, counted against its rate limit.
+
+    Refusals: 401 (`Unauthorized`: no key, a wrong or revoked one), 429 (`RateLimited`, with
+    Retry-After), 503 (`StoreUnavailable`: a stored key cannot be checked while Postgres is down)."""
     return await app_state(request).authenticate(authorization, client_host(request))
 
 

@@ -1,26 +1,44 @@
-"""WebSocket `/v1/voice` and `POST /v1/sessions` (the token a browser presents on the socket)."""
+"""WebSocket `/v1/voice`, `POST /v1/sessions` (the token a browser presents on the socket) and
+`GET /v1/sessions/{id}` (a stored conversation, to restore it after a reconnect)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketState
 
 from orchestrator.api.deps import CallerDep, State
-from orchestrator.auth import authorize_websocket, client_host, issue_token
-from orchestrator.errors import Unauthorized
+from orchestrator.auth import TokenClaims, client_host, issue_token
+from orchestrator.errors import NotFound, RateLimited, Unauthorized, VoicebotError
 from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, error_event
 from orchestrator.state import AppState
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["voice"])
 
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_TOO_LARGE = 1009
+CLOSE_UNAUTHORIZED = 4401  # missing, forged or expired token; the key revoked
+CLOSE_RATE_LIMITED = 4429  # too many concurrent sessions or requests for the key
+CLOSE_TOO_LARGE = 1009  # a frame far over its limit
+CLOSE_TRY_AGAIN_LATER = 1013  # the token's key could not be checked (database down)
 ABUSE_FACTOR = 4
+_SESSION_NOT_FOUND = "no such session"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid API key"},
+    429: {"description": "rate limited"},
+}
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str | None = Field(
+        default=None, max_length=64, description="A stored session of the same key, to resume."
+    )
 
 
 class SessionToken(BaseModel):
@@ -29,11 +47,54 @@ class SessionToken(BaseModel):
     expires_at: int
 
 
-@router.post("/v1/sessions", summary="Get a short-lived token for the voice WebSocket", responses={401: {}})
-async def create_session(state: State, caller: CallerDep) -> SessionToken:
-    session_id = uuid.uuid4().hex
-    token, expires = issue_token(state.settings, caller.subject, session_id)
+class Citation(BaseModel):
+    n: int
+    title: str
+    source: str
+    heading_path: list[str]
+    snippet: str
+
+
+class StoredTurn(BaseModel):
+    turn: int
+    question: str
+    answer: str = Field(description="Empty unless the turn was answered (outcome ok).")
+    citations: list[Citation]
+    timings: dict[str, float | None] = Field(description="Stage timings in ms, as in turn.done.")
+    outcome: Literal["ok", "error", "cancelled"]
+    created_at: datetime
+
+
+class SessionTurns(BaseModel):
+    session_id: str
+    turns: list[StoredTurn]
+
+
+@router.post(
+    "/v1/sessions",
+    summary="Get a short-lived token for the voice WebSocket (optionally to resume a session)",
+    responses={**_ERRORS, 404: {"description": "the session to resume is unknown"}, 503: {}},
+)
+async def create_session(state: State, caller: CallerDep, body: SessionRequest | None = None) -> SessionToken:
+    session_id, resume = uuid.uuid4().hex, False
+    if body is not None and body.session_id:
+        if not await state.session_store.exists(body.session_id, caller.subject):
+            raise NotFound(_SESSION_NOT_FOUND)
+        session_id, resume = body.session_id, True
+    token, expires = issue_token(state.settings, caller.subject, session_id, resume=resume)
     return SessionToken(session_id=session_id, token=token, expires_at=expires)
+
+
+@router.get(
+    "/v1/sessions/{session_id}",
+    summary="The turns of a stored session (to restore a conversation after a reconnect)",
+    responses={**_ERRORS, 404: {"description": "unknown, or another key's"}, 503: {}},
+)
+async def get_session(session_id: str, state: State, caller: CallerDep) -> SessionTurns:
+    turns = await state.session_store.turns(session_id, caller.subject)
+    if turns is None:
+        raise NotFound(_SESSION_NOT_FOUND)
+    return SessionTurns(session_id=session_id, turns=[StoredTurn(**t.public()) for t in turns])
 
 
 class _WebSocketSink:
@@ -49,19 +110,55 @@ class _WebSocketSink:
             await self.websocket.send_bytes(data)
 
 
+async def _refuse(websocket: WebSocket, state: AppState, error: VoicebotError, code: int) -> None:
+    """Accept only to say why (an `error` event, fatal), then close with `code`. (Closing before
+    the accept would make the server answer the handshake with a bare HTTP 403, and a browser
+    would see neither the code nor the reason.)"""
+    state.metrics.errors.labels(error.code.value).inc()
+    await websocket.accept()
+    await websocket.send_text(error_event(error.code, error.message, fatal=True))
+    await websocket.close(code=code, reason=error.message[:120])
+
+
 @router.websocket("/v1/voice")
 async def voice(websocket: WebSocket, token: str | None = None) -> None:
     state: AppState = websocket.app.state.voicebot
+    gatekeeper = state.gatekeeper
     try:
-        claims = authorize_websocket(state.settings, token, client_host(websocket))
+        caller, claims = await gatekeeper.authenticate_socket(state.pool, token, client_host(websocket))
     except Unauthorized as e:
-        await websocket.close(code=CLOSE_UNAUTHORIZED, reason=e.message)
+        await _refuse(websocket, state, e, CLOSE_UNAUTHORIZED)
         return
+    except RateLimited as e:
+        await _refuse(websocket, state, e, CLOSE_RATE_LIMITED)
+        return
+    except VoicebotError as e:  # StoreUnavailable: the token's key cannot be checked now
+        await _refuse(websocket, state, e, CLOSE_TRY_AGAIN_LATER)
+        return
+    if not gatekeeper.sessions.try_open(caller.bucket):
+        limit = gatekeeper.sessions.max_per_key
+        await _refuse(
+            websocket,
+            state,
+            RateLimited(f"this key already has {limit} open voice sessions; close one first"),
+            CLOSE_RATE_LIMITED,
+        )
+        return
+    try:
+        await _converse(websocket, state, caller.subject, claims)
+    finally:
+        gatekeeper.sessions.close(caller.bucket)
+
+
+async def _converse(websocket: WebSocket, state: AppState, subject: str, claims: TokenClaims | None) -> None:
     await websocket.accept()
     sink = _WebSocketSink(websocket)
     session = state.new_session(sink)
+    session.subject = subject
+    session.store = state.session_store
     if claims is not None:
-        session.session_id = claims["sid"]
+        session.session_id = claims.session_id
+        session.resume_session = claims.resume
     try:
         while True:
             message = await websocket.receive()
@@ -75,6 +172,7 @@ async def voice(websocket: WebSocket, token: str | None = None) -> None:
                 (len(data), MAX_FRAME_BYTES) if data is not None else (len(text or ""), MAX_TEXT_FRAME_BYTES)
             )
             if size > limit * ABUSE_FACTOR:
+                state.metrics.errors.labels(ErrorCode.TOO_LARGE.value).inc()
                 await sink.send_text(error_event(ErrorCode.TOO_LARGE, "frame far over the limit", fatal=True))
                 await websocket.close(code=CLOSE_TOO_LARGE)
                 break

@@ -61,6 +61,11 @@ class ProcessComponent:
         if self._process is not None:
             self._process.stop(timeout_s=30)
 
+    def kill(self) -> None:
+        """Stop at once, as a crash would (SIGKILL to the whole group); the fault tests use it."""
+        if self._process is not None:
+            self._process.kill()
+
 
 def http_ok(url: str, timeout_s: float = 2.0) -> bool:
     """True when `url` answers 200; any connection error is simply 'not yet'."""

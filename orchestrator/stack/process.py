@@ -95,6 +95,13 @@ class ManagedProcess:
             self._popen.wait(timeout=10)
         self._reap_group()
 
+    def kill(self) -> None:
+        """SIGKILL the whole group and reap the leader: no clean-up runs, as in a crash."""
+        if self._popen is None or self._popen.poll() is not None:
+            return
+        self._signal_group(signal.SIGKILL)
+        self._popen.wait(timeout=10)
+
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self._popen is not None
         with contextlib.suppress(ProcessLookupError):

@@ -5,18 +5,28 @@ Both run on ports picked at random so a developer's `make up` can keep running b
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from ingest.embedding import TritonEmbedder
+from ingest.migrate import migrate
+from ingest.pipeline import ingest_paths
+from orchestrator.stack.component import http_ok
 from orchestrator.stack.ports import free_port
 from orchestrator.stack.postgres import EmbeddedPostgres
 from orchestrator.stack.triton import TritonServer
 from tests.conftest import REPO_ROOT
+from tests.integration.voice_client import AUTH_SECRET, BOOTSTRAP_KEY, SecuredGateway
 
 MODEL_REPOSITORY = REPO_ROOT / "images" / "triton" / "models"
 STARTUP_TIMEOUT_S = 300.0
@@ -68,3 +78,80 @@ def triton(stack_dir: Path) -> Iterator[TritonServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ingested(postgres: EmbeddedPostgres, triton: TritonServer) -> str:
+    """The session's database, migrated, with docs/architecture.md ingested; its DSN."""
+
+    async def prepare() -> None:
+        await migrate(postgres.dsn)
+        embedder = TritonEmbedder(triton.grpc_url)
+        try:
+            await ingest_paths(postgres.dsn, embedder, [REPO_ROOT / "docs" / "architecture.md"])
+        finally:
+            await embedder.close()
+
+    asyncio.run(prepare())
+    return postgres.dsn
+
+
+@contextmanager
+def running_gateway(
+    postgres: EmbeddedPostgres, triton: TritonServer, *, log_name: str = "gateway", **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`voicebot serve` on a free port against the session's Postgres and Triton, in dev mode
+    unless `env` says otherwise (`VOICEBOT_*` variables); yields its URL and process."""
+    port = free_port()
+    full_env = dict(
+        os.environ,
+        VOICEBOT_DEV_MODE="true",
+        VOICEBOT_PORT=str(port),
+        VOICEBOT_DATABASE_URL=postgres.dsn,
+        VOICEBOT_TRITON_URL=triton.grpc_url,
+        VOICEBOT_LOG_FORMAT="text",
+    )
+    full_env.update(env)
+    log = (LOG_DIR / f"{log_name}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "serve"], env=full_env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not http_ok(f"{url}/readyz"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"the gateway never became ready (see {log.name})")
+            time.sleep(0.3)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(ingested: str, postgres: EmbeddedPostgres, triton: TritonServer) -> Iterator[str]:
+    """The gateway in dev mode (anonymous from loopback), documents ingested; its URL."""
+    with running_gateway(postgres, triton) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def secured_gateway(
+    ingested: str, postgres: EmbeddedPostgres, triton: TritonServer
+) -> Iterator[SecuredGateway]:
+    """The gateway outside dev mode: stored keys or the bootstrap key required, small limits
+    (2 voice sessions per key, 10 s of audio per turn), short answers."""
+    with running_gateway(
+        postgres,
+        triton,
+        log_name="gateway-secured",
+        VOICEBOT_DEV_MODE="false",
+        VOICEBOT_AUTH_SECRET=AUTH_SECRET,
+        VOICEBOT_BOOTSTRAP_API_KEY=BOOTSTRAP_KEY,
+        VOICEBOT_MAX_SESSIONS_PER_KEY="2",
+        VOICEBOT_MAX_TURN_AUDIO_S="10",
+        VOICEBOT_LLM_MAX_TOKENS="40",
+    ) as (url, proc):
+        yield SecuredGateway(url, proc, ingested)

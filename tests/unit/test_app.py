@@ -26,7 +26,7 @@ def test_health_ready_and_metrics() -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["checks"] == {"triton": False, "postgres": False}
+        assert ready.json()["checks"] == {"triton": False, "postgres": False, "accepting": True}
         metrics = client.get("/metrics").text
     assert 'voicebot_dependency_up{dependency="triton"} 0.0' in metrics
     assert 'voicebot_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in metrics
@@ -60,12 +60,13 @@ def test_bootstrap_key_gets_a_session_token() -> None:
 
 
 def test_websocket_without_a_token_is_closed_with_4401() -> None:
-    with (
-        _client() as client,
-        pytest.raises(WebSocketDisconnect) as info,
-        client.websocket_connect("/v1/voice"),
-    ):
-        pass
+    # Accepted, told why, then closed: a handshake refused before the accept reaches a browser
+    # as a bare HTTP 403, with neither the code nor the reason.
+    with _client() as client, client.websocket_connect("/v1/voice") as ws:
+        error = ws.receive_json()
+        with pytest.raises(WebSocketDisconnect) as info:
+            ws.receive_json()
+    assert (error["code"], error["fatal"]) == ("unauthorized", True)
     assert info.value.code == 4401
     assert "POST /v1/sessions" in info.value.reason
 

@@ -160,7 +160,11 @@ def test_retrieval_failure_answers_flagged_without_sources() -> None:
     sources = sink.events("sources")[0]
     assert sources["available"] is False
     assert sources["sources"] == []
+    error = sink.events("error")[0]
+    assert (error["code"], error["fatal"], error["turn"]) == ("store_unavailable", False, 3)
+    assert sink.kinds().index("error") < sink.kinds().index("sources")
     assert "search is unavailable" in models.prompts[0]
+    assert sink.events("answer.done")[0]["text"] == "I have no documents right now."
     assert result.sources_available is False  # type: ignore[attr-defined]
 
 

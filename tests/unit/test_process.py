@@ -32,6 +32,15 @@ def test_stop_leaves_no_grandchild(tmp_path: Path) -> None:
     assert proc.exit_code() is not None
 
 
+def test_kill_ends_the_group_at_once_even_when_terminate_is_ignored(tmp_path: Path) -> None:
+    ignores_term = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    proc = ManagedProcess("stubborn", [sys.executable, "-c", ignores_term], log_path=tmp_path / "log")
+    proc.start()
+    proc.kill()
+    assert proc.exit_code() == -9
+    proc.kill()  # safe to call twice
+
+
 def test_wait_until_reports_an_early_exit_with_the_log(tmp_path: Path) -> None:
     proc = ManagedProcess(
         "crasher",

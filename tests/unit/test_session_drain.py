@@ -1,0 +1,123 @@
+"""Graceful shutdown of voice sessions: turns in flight finish, new ones are refused, clients are
+told to reconnect. Fakes at the model and retrieval seams; the real AppState and VoiceSession."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator
+
+import numpy as np
+
+from orchestrator.inference import AudioChunk, Transcript
+from orchestrator.pipeline import Source
+from orchestrator.settings import Settings
+from orchestrator.state import AppState
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+
+    async def send_text(self, data: str) -> None:
+        self.events.append(json.loads(data))
+
+    async def send_bytes(self, data: bytes) -> None:
+        return None
+
+    def of(self, type_: str) -> list[dict[str, object]]:
+        return [e for e in self.events if e["type"] == type_]
+
+
+class SlowModels:
+    """An LLM that writes one delta every `delay` seconds; speech and ASR answer at once."""
+
+    def __init__(self, deltas: int, delay: float) -> None:
+        self.deltas = deltas
+        self.delay = delay
+
+    async def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]:
+        for i in range(self.deltas):
+            await asyncio.sleep(self.delay)
+            yield f"word{i} "
+
+    async def synthesize(
+        self, text: str, *, voice: str = "", speaking_rate: float = 1.0
+    ) -> AsyncGenerator[AudioChunk, None]:
+        yield AudioChunk(np.zeros(16, dtype=np.int16), 16000)
+
+    async def transcribe_chunk(self, pcm: object, **kwargs: object) -> Transcript:
+        return Transcript("hello", True)
+
+
+async def _no_sources(question: str) -> list[Source]:
+    return []
+
+
+def _state(models: SlowModels) -> AppState:
+    state = AppState(Settings(dev_mode=True))
+    state.models = models  # type: ignore[assignment]  # a fake at the model seam
+    state.retrieve = _no_sources  # type: ignore[method-assign]
+    return state
+
+
+def test_drain_lets_the_answer_finish_then_tells_clients_to_reconnect() -> None:
+    async def scenario() -> tuple[ListSink, ListSink, AppState]:
+        state = _state(SlowModels(deltas=10, delay=0.02))
+        busy_sink, idle_sink = ListSink(), ListSink()
+        busy, idle = state.new_session(busy_sink), state.new_session(idle_sink)
+        for session in (busy, idle):
+            await session.on_text(json.dumps({"type": "session.start"}))
+        await busy.on_text(json.dumps({"type": "text", "text": "Tell me everything.", "speak": False}))
+        assert busy.busy
+        assert not idle.busy
+        await state.drain(timeout_s=30)
+        # Refused after the drain began:
+        await idle.on_text(json.dumps({"type": "turn.start"}))
+        await idle.on_text(json.dumps({"type": "text", "text": "One more?"}))
+        for session in (busy, idle):
+            await session.close()
+        return busy_sink, idle_sink, state
+
+    busy_sink, idle_sink, state = asyncio.run(scenario())
+    assert busy_sink.of("turn.done")[0]["outcome"] == "ok"
+    assert len(busy_sink.of("answer.delta")) == 10
+    assert busy_sink.events[-1] == {
+        "type": "error",
+        "code": "shutting_down",
+        "message": "the server is restarting; reconnect to continue",
+        "turn": None,
+        "fatal": True,
+    }
+    idle_errors = idle_sink.of("error")
+    assert [e["code"] for e in idle_errors] == ["shutting_down"] * 3
+    assert [e["fatal"] for e in idle_errors] == [True, False, False]
+    assert not idle_sink.of("turn.started")
+    assert state.sessions == set()  # closed sessions leave the registry
+
+
+def test_drain_gives_up_after_its_timeout() -> None:
+    async def scenario() -> tuple[ListSink, bool]:
+        state = _state(SlowModels(deltas=1000, delay=0.05))
+        sink = ListSink()
+        session = state.new_session(sink)
+        await session.on_text(json.dumps({"type": "session.start"}))
+        await session.on_text(json.dumps({"type": "text", "text": "Go on forever.", "speak": False}))
+        await state.drain(timeout_s=0.2)
+        still_busy = session.busy
+        await session.close()
+        return sink, still_busy
+
+    sink, still_busy = asyncio.run(scenario())
+    assert still_busy  # cut off by the timeout, not finished
+    assert sink.events[-1]["code"] == "shutting_down"
+
+
+def test_readiness_reports_draining() -> None:
+    async def scenario() -> dict[str, bool]:
+        state = _state(SlowModels(deltas=1, delay=0))
+        await state.drain(timeout_s=0)
+        return await state.readiness()
+
+    checks = asyncio.run(scenario())
+    assert checks["accepting"] is False
