@@ -78,7 +78,8 @@ class Sink(Protocol):
 
 @dataclass
 class Timings:
-    """Milliseconds from the turn's reference point (release of the button, or the typed question)."""
+    """Milliseconds: `retrieval` is the search's duration; the others count from the turn's
+    reference point (release of the button, or the typed question)."""
 
     asr_final: float | None = None
     retrieval: float | None = None

@@ -22,6 +22,7 @@ from orchestrator.models.asr_stream import AsrStream, Segment, StreamOptions
 from orchestrator.models.resolve import resolve_model
 from orchestrator.models.serving import InputError, ModelParameters, single_text
 
+STATE_IDLE_FACTOR = 10
 MAX_LANGUAGE_CHARS = 16
 
 
@@ -59,7 +60,11 @@ class TritonPythonModel:
             silence_peak=params.get_int("silence_peak", 64),
         )
         idle_us = int(config.get("sequence_batching", {}).get("max_sequence_idle_microseconds", 60_000_000))
-        self.idle_s = idle_us / 1e6
+        # Triton times idleness from when a chunk *arrives*; this model only sees a chunk when it
+        # runs, after any time in the queue. Under load (100 turns on a CPU) consecutive chunks of
+        # a live turn can run minutes apart, so the model keeps state STATE_IDLE_FACTOR times longer
+        # before it forgets an abandoned stream.
+        self.idle_s = idle_us / 1e6 * STATE_IDLE_FACTOR
         self.streams: dict[int, AsrStream] = {}
         pb_utils.Logger.log_info(f"asr: {weights.entry.id} from {weights.source} ({weights.dir})")
 
