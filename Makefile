@@ -16,11 +16,11 @@ TEST_STAMP := $(VENV)/.stamp-test
 PY_INPUTS := pyproject.toml requirements/models.txt requirements/models-nodeps.txt scripts/install-python.sh
 
 .PHONY: help up install install-test ui-build test test-lint test-types test-unit test-integration \
-        test-e2e test-chart test-infra tools-integration tools-e2e tools-chart tools-infra \
+        test-ui test-e2e test-chart test-infra tools-integration tools-e2e tools-chart tools-infra \
         bench-models eval-retrieval bench-retrieval bench-voice clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 ## ---- run ------------------------------------------------------------------------------
 up: install ui-build ## install what is needed, start the local stack, ingest docs/, print the URL
@@ -38,15 +38,16 @@ $(TEST_STAMP): $(PY_INPUTS)
 	PYTHON=$(PYTHON) scripts/install-python.sh $(VENV) local,test
 	touch $(RUNTIME_STAMP) $@
 
-ui-build: ## build the UI static export (served by the gateway) when the UI exists
-	@if [ -f ui/package.json ]; then scripts/build-ui.sh; fi
+ui-build: ## build the UI static export ui/out (served by the gateway); incremental
+	@if [ -f ui/package.json ]; then scripts/build-ui.sh build; fi
 
 ## ---- test -----------------------------------------------------------------------------
-test: install-test ## every tier: lint, types, unit, integration, e2e, chart, infra
+test: install-test ## every tier: lint, types, unit, integration, ui, e2e, chart, infra
 	$(MAKE) test-lint
 	$(MAKE) test-types
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	$(MAKE) test-ui
 	$(MAKE) test-e2e
 	$(MAKE) test-chart
 	$(MAKE) test-infra
@@ -67,10 +68,14 @@ tools-integration:
 test-integration: install-test tools-integration ## against the real Triton and embedded Postgres
 	scripts/pytest-tier integration $(PYTEST_ARGS)
 
-tools-e2e: tools-integration
-	scripts/install-system-deps.sh chromium
+tools-e2e: tools-integration ## Debian's chromium, unless VOICEBOT_E2E_CHROMIUM names a browser already there
+	@if [ -x "$${VOICEBOT_E2E_CHROMIUM:-}" ]; then echo "==> e2e browser: $$VOICEBOT_E2E_CHROMIUM"; \
+	else scripts/install-system-deps.sh chromium fonts-dejavu-core; fi
 
-test-e2e: install-test tools-e2e ui-build ## the whole stack through a real Chromium
+test-ui: ## the UI: eslint, tsc --noEmit, vitest (audio framing, protocol client, player)
+	scripts/build-ui.sh check
+
+test-e2e: install-test tools-e2e ui-build ## the whole stack through a real Chromium -> build/e2e/
 	scripts/pytest-tier e2e $(PYTEST_ARGS)
 
 tools-chart:

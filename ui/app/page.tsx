@@ -1,0 +1,5 @@
+import { VoiceApp } from "@/components/voice-app";
+
+export default function TalkPage() {
+  return <VoiceApp />;
+}
