@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -33,6 +34,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Voicebot", version=__version__, lifespan=lifespan)
     app.state.voicebot = state
+    if settings.cors_origins:  # a UI served from another origin (e.g. `next dev`)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After", "X-Sample-Rate"],
+            max_age=600,
+        )
     add_http_metrics(app, state.metrics)
     configure_tracing(app, settings)
     app.include_router(health.router)

@@ -20,10 +20,11 @@ import ipaddress
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import jwt
 import psycopg
@@ -72,6 +73,18 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str]) -> bool:
+    """May a page from `origin` open a voice socket? Browsers send Origin on WebSocket upgrades and
+    no CORS rule guards them, so without this check any website a developer visits could talk to
+    a dev-mode gateway on loopback. Same-origin pages and VOICEBOT_CORS_ORIGINS may; clients that
+    send no Origin (servers, scripts) are judged by their credentials alone."""
+    if not origin:
+        return True
+    if origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
+        return True
+    return bool(host) and urlsplit(origin).netloc.lower() == str(host).lower()
 
 
 def client_host(connection: HTTPConnection) -> str | None:

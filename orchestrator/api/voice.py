@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketState
 
 from orchestrator.api.deps import CallerDep, State
-from orchestrator.auth import TokenClaims, client_host, issue_token
+from orchestrator.auth import TokenClaims, client_host, issue_token, origin_allowed
 from orchestrator.errors import NotFound, RateLimited, Unauthorized, VoicebotError
 from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, error_event
 from orchestrator.state import AppState
@@ -25,6 +25,7 @@ CLOSE_UNAUTHORIZED = 4401  # missing, forged or expired token; the key revoked
 CLOSE_RATE_LIMITED = 4429  # too many concurrent sessions or requests for the key
 CLOSE_TOO_LARGE = 1009  # a frame far over its limit
 CLOSE_TRY_AGAIN_LATER = 1013  # the token's key could not be checked (database down)
+CLOSE_FORBIDDEN_ORIGIN = 4403  # a page of another site (not VOICEBOT_CORS_ORIGINS)
 ABUSE_FACTOR = 4
 _SESSION_NOT_FOUND = "no such session"
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -124,6 +125,13 @@ async def _refuse(websocket: WebSocket, state: AppState, error: VoicebotError, c
 async def voice(websocket: WebSocket, token: str | None = None) -> None:
     state: AppState = websocket.app.state.voicebot
     gatekeeper = state.gatekeeper
+    origin = websocket.headers.get("origin")
+    if not origin_allowed(origin, websocket.headers.get("host"), state.settings.cors_origins):
+        refused = Unauthorized(
+            f"pages from {origin} may not open voice sessions here (VOICEBOT_CORS_ORIGINS)"
+        )
+        await _refuse(websocket, state, refused, CLOSE_FORBIDDEN_ORIGIN)
+        return
     try:
         caller, claims = await gatekeeper.authenticate_socket(state.pool, token, client_host(websocket))
     except Unauthorized as e:

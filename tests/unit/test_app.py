@@ -71,6 +71,35 @@ def test_websocket_without_a_token_is_closed_with_4401() -> None:
     assert "POST /v1/sessions" in info.value.reason
 
 
+@pytest.mark.parametrize(
+    ("origin", "allowed", "code"),
+    [
+        ("https://evil.example", [], 4403),  # another site's page: refused before any credential check
+        ("https://voice.example.com", ["https://voice.example.com"], 4401),  # allowed: on to the token check
+        ("http://testserver", [], 4401),  # the gateway's own pages
+    ],
+)
+def test_websocket_origin_is_checked_before_credentials(origin: str, allowed: list[str], code: int) -> None:
+    with (
+        _client(cors_origins=allowed) as client,
+        client.websocket_connect("/v1/voice", headers={"Origin": origin}) as ws,
+    ):
+        error = ws.receive_json()
+        with pytest.raises(WebSocketDisconnect) as info:
+            ws.receive_json()
+    assert error["fatal"] is True
+    assert info.value.code == code
+
+
+def test_cors_answers_configured_origins_only() -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    with _client(cors_origins=["https://voice.example.com"]) as client:
+        ok = client.options("/v1/sessions", headers={"Origin": "https://voice.example.com", **preflight})
+        other = client.options("/v1/sessions", headers={"Origin": "https://evil.example", **preflight})
+    assert ok.headers["access-control-allow-origin"] == "https://voice.example.com"
+    assert "access-control-allow-origin" not in other.headers
+
+
 def test_json_log_lines_carry_ids_not_free_text() -> None:
     record = logging.LogRecord("voicebot", logging.INFO, __file__, 1, "turn failed", (), None)
     record.session = "abc"
