@@ -80,9 +80,8 @@ def triton(stack_dir: Path) -> Iterator[TritonServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def ingested(postgres: EmbeddedPostgres, triton: TritonServer) -> str:
-    """The session's database, migrated, with docs/architecture.md ingested; its DSN."""
+def prepare_store(postgres: EmbeddedPostgres, triton: TritonServer) -> None:
+    """Migrate `postgres` and ingest docs/architecture.md through `triton`'s embed model."""
 
     async def prepare() -> None:
         await migrate(postgres.dsn)
@@ -93,6 +92,12 @@ def ingested(postgres: EmbeddedPostgres, triton: TritonServer) -> str:
             await embedder.close()
 
     asyncio.run(prepare())
+
+
+@pytest.fixture(scope="session")
+def ingested(postgres: EmbeddedPostgres, triton: TritonServer) -> str:
+    """The session's database, migrated, with docs/architecture.md ingested; its DSN."""
+    prepare_store(postgres, triton)
     return postgres.dsn
 
 

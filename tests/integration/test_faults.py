@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,21 +22,23 @@ import httpx
 import pytest
 import websockets
 
-from ingest.embedding import TritonEmbedder
-from ingest.migrate import migrate
-from ingest.pipeline import ingest_paths
 from orchestrator.protocol import AudioHeader
-from orchestrator.stack.component import http_ok
 from orchestrator.stack.ports import free_port
 from orchestrator.stack.postgres import EmbeddedPostgres
 from orchestrator.stack.triton import TritonServer
-from tests.conftest import REPO_ROOT
-from tests.integration.conftest import LOG_DIR, MODEL_REPOSITORY, STARTUP_TIMEOUT_S
+from tests.integration.conftest import (
+    LOG_DIR,
+    MODEL_REPOSITORY,
+    STARTUP_TIMEOUT_S,
+    prepare_store,
+    running_gateway,
+)
 
 FAULT_LOGS = LOG_DIR / "faults"
 LONG_QUESTION = "Describe every component of the architecture in detail, one by one."
 SHORT_QUESTION = "What does the gateway do?"
 RECOVERY_TIMEOUT_S = 90.0
+GATEWAY_ENV = {"VOICEBOT_TRITON_TIMEOUT_S": "20"}
 
 
 @dataclass
@@ -53,36 +53,9 @@ class Stack:
         return self.url.replace("http://", "ws://") + "/v1/voice"
 
 
-def _start_gateway(
-    postgres: EmbeddedPostgres, triton: TritonServer, name: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = dict(
-        os.environ,
-        VOICEBOT_DEV_MODE="true",
-        VOICEBOT_PORT=str(port),
-        VOICEBOT_DATABASE_URL=postgres.dsn,
-        VOICEBOT_TRITON_URL=triton.grpc_url,
-        VOICEBOT_LOG_FORMAT="text",
-        VOICEBOT_TRITON_TIMEOUT_S="20",
-    )
-    log = (FAULT_LOGS / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "serve"], env=env, stdout=log, stderr=log
-    )
-    log.close()  # the child holds its own descriptor
-    url = f"http://127.0.0.1:{port}"
-    _wait_for(lambda: http_ok(f"{url}/readyz"), 60, "the gateway to become ready", proc)
-    return proc, url
-
-
-def _wait_for(
-    check: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[bytes] | None = None
-) -> None:
+def _wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the gateway exited ({proc.returncode}) while waiting for {what}")
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.3)
@@ -102,28 +75,15 @@ def stack(stack_dir: Path) -> Iterator[Stack]:
         state_dir=stack_dir,
         log_dir=FAULT_LOGS,
     )
-    gateway: subprocess.Popen[bytes] | None = None
     try:
         postgres.start()
         triton.start()
         postgres.wait_ready(STARTUP_TIMEOUT_S)
         triton.wait_ready(STARTUP_TIMEOUT_S)
-
-        async def prepare() -> None:
-            await migrate(postgres.dsn)
-            embedder = TritonEmbedder(triton.grpc_url)
-            try:
-                await ingest_paths(postgres.dsn, embedder, [REPO_ROOT / "docs" / "architecture.md"])
-            finally:
-                await embedder.close()
-
-        asyncio.run(prepare())
-        gateway, url = _start_gateway(postgres, triton, "gateway")
-        yield Stack(postgres, triton, url, gateway)
+        prepare_store(postgres, triton)
+        with running_gateway(postgres, triton, log_name="faults/gateway", **GATEWAY_ENV) as (url, proc):
+            yield Stack(postgres, triton, url, proc)
     finally:
-        if gateway is not None:
-            gateway.kill()
-            gateway.wait(timeout=30)
         triton.stop()
         postgres.stop()
 
@@ -297,7 +257,20 @@ def test_barge_in_leaves_no_generation_running_on_triton(stack: Stack) -> None:
 
 
 def test_sigterm_drains_the_answer_in_flight_then_asks_clients_to_reconnect(stack: Stack) -> None:
-    proc, url = _start_gateway(stack.postgres, stack.triton, "gateway-drain")
+    with running_gateway(stack.postgres, stack.triton, log_name="faults/gateway-drain", **GATEWAY_ENV) as (
+        url,
+        proc,
+    ):
+        turn, close_code, status = _drain(url, proc)
+    assert status in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+    assert turn.of("answer.done")[0]["text"]  # the answer in flight was finished, not cut
+    assert turn.of("turn.done")[0]["outcome"] == "ok"
+    assert turn.codes() == ["shutting_down"]
+    assert close_code == 1012
+
+
+def _drain(url: str, proc: subprocess.Popen[bytes]) -> tuple[Turn, int | None, int]:
+    """SIGTERM the gateway while an answer streams; the turn, the socket's close code, the exit status."""
     ws_url = url.replace("http://", "ws://") + "/v1/voice"
 
     async def scenario() -> tuple[Turn, int | None]:
@@ -315,16 +288,5 @@ def test_sigterm_drains_the_answer_in_flight_then_asks_clients_to_reconnect(stac
                 code = None
             return Turn(first.events + rest.events, 0), code
 
-    try:
-        turn, close_code = asyncio.run(scenario())
-        # uvicorn re-raises the signal once it has shut down cleanly, so "killed by SIGTERM" is
-        # the status of a clean drain; anything else (a crash, a SIGKILL after a hang) is not.
-        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    assert turn.of("answer.done")[0]["text"]  # the answer in flight was finished, not cut
-    assert turn.of("turn.done")[0]["outcome"] == "ok"
-    assert turn.codes() == ["shutting_down"]
-    assert close_code == 1012
+    turn, close_code = asyncio.run(scenario())
+    return turn, close_code, proc.wait(timeout=60)

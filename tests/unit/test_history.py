@@ -19,6 +19,7 @@ from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.session import VoiceSession
 from orchestrator.settings import Settings
 from orchestrator.state import AppState
+from tests.unit.fakes import ListSink
 
 SOURCE = Source(n=1, title="Guide", source="docs/guide.md", heading_path=["Start"], snippet="Run make up.")
 
@@ -54,20 +55,6 @@ def test_session_ids_and_stored_text() -> None:
 
 
 # ---- a voice session with a fake store ---------------------------------------------------------
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    async def send_text(self, data: str) -> None:
-        self.events.append(json.loads(data))
-
-    async def send_bytes(self, data: bytes) -> None:
-        return None
-
-    def of(self, type_: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == type_]
 
 
 class FakeModels:

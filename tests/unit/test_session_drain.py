@@ -13,20 +13,7 @@ from orchestrator.inference import AudioChunk, Transcript
 from orchestrator.pipeline import Source
 from orchestrator.settings import Settings
 from orchestrator.state import AppState
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, object]] = []
-
-    async def send_text(self, data: str) -> None:
-        self.events.append(json.loads(data))
-
-    async def send_bytes(self, data: bytes) -> None:
-        return None
-
-    def of(self, type_: str) -> list[dict[str, object]]:
-        return [e for e in self.events if e["type"] == type_]
+from tests.unit.fakes import ListSink
 
 
 class SlowModels:
