@@ -180,15 +180,20 @@ class AppState:
             voice=self.settings.tts_voice,
         )
 
+    def check_question(self, question: str) -> None:
+        """Refuse a typed question the pipeline must not see (`TooLarge`, `BadRequest`). Streaming
+        routes call it before their response starts, so the refusal is a plain HTTP error."""
+        if len(question) > self.settings.max_text_chars:
+            raise TooLarge(f"the question is over {self.settings.max_text_chars} characters")
+        if not plain_text(question):
+            raise BadRequest("the question must be Unicode text without NUL characters")
+
     async def answer_text(
         self, question: str, sink: Sink, *, history: Sequence[Exchange] = (), max_tokens: int | None = None
     ) -> AnswerResult:
         """A text-only answer (the HTTP APIs): sources and deltas go to `sink`, no speech."""
         assert self.models is not None, "open() first"
-        if len(question) > self.settings.max_text_chars:
-            raise TooLarge(f"the question is over {self.settings.max_text_chars} characters")
-        if not plain_text(question):
-            raise BadRequest("the question must be Unicode text without NUL characters")
+        self.check_question(question)
         options = replace(self.answer_options(), speak=False)
         if max_tokens:
             options = replace(options, max_tokens=min(max_tokens, options.max_tokens))

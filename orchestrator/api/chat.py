@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from orchestrator.api.deps import CallerDep, State
+from orchestrator.api.responses import error_responses
 from orchestrator.api.streaming import drain
 from orchestrator.errors import VoicebotError
 from orchestrator.protocol import error_event
@@ -41,9 +42,10 @@ class _SseSink:
     "/chat",
     summary="Answer a typed question (SSE: sources, delta…, done | error)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 413: {}},
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(400, 401, 413, 429)},
 )
 async def chat(body: ChatRequest, state: State, caller: CallerDep) -> StreamingResponse:
+    state.check_question(body.message)  # 413 / 400 before the stream starts
     sink = _SseSink()
 
     async def produce() -> None:

@@ -92,6 +92,7 @@ async def chat_completions(
     body: ChatCompletionRequest, state: State, caller: CallerDep
 ) -> StreamingResponse | dict[str, Any]:
     question, history = _question_and_history(body.messages)
+    state.check_question(question)  # 413 / 400 before a stream starts
     sink = _Collector()
 
     async def run() -> str:

@@ -9,7 +9,6 @@ stored API key, each test its own key, so rate limits and session counts do not 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -244,13 +243,11 @@ def test_turn_end_without_turn_start(secured_gateway: SecuredGateway, key: str) 
     asyncio.run(scenario())
 
 
-def _sse_error(response: httpx.Response) -> str:
-    """The code of the SSE `error` event that /v1/chat answered with (and no answer before it)."""
-    assert response.status_code == 200
-    names = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
-    assert names == ["error"], response.text
-    data = next(line[6:] for line in response.text.splitlines() if line.startswith("data: "))
-    return str(json.loads(data)["code"])
+def _http_error(response: httpx.Response, status: int) -> str:
+    """The code of a plain HTTP error: /v1/chat refuses a bad question before any stream starts."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return str(response.json()["error"]["code"])
 
 
 def _refused(
@@ -345,7 +342,7 @@ def test_huge_text(secured_gateway: SecuredGateway, key: str) -> None:
         json={"message": "why " * 600},
         timeout=60,
     )
-    assert _sse_error(response) == "too_large"
+    assert _http_error(response, 413) == "too_large"
 
 
 @pytest.mark.parametrize(
@@ -390,7 +387,7 @@ def test_lone_surrogates_and_nul_are_refused(secured_gateway: SecuredGateway, ke
         content=b'{"message": "nul \\u0000 here"}',
         timeout=60,
     )
-    assert _sse_error(response) == "bad_request"
+    assert _http_error(response, 400) == "bad_request"
     surrogate = httpx.post(
         f"{secured_gateway.url}/v1/chat",
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},

@@ -100,6 +100,20 @@ def test_cors_answers_configured_origins_only() -> None:
     assert "access-control-allow-origin" not in other.headers
 
 
+@pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/completions"])
+def test_a_refused_question_is_a_plain_http_error_not_a_stream(path: str) -> None:
+    key = "c" * 40
+    body = (
+        {"message": "why " * 600}
+        if path == "/v1/chat"
+        else {"messages": [{"role": "user", "content": "why " * 600}], "stream": True}
+    )
+    with _client(bootstrap_api_key=key) as client:
+        response = client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+
+
 def test_json_log_lines_carry_ids_not_free_text() -> None:
     record = logging.LogRecord("voicebot", logging.INFO, __file__, 1, "turn failed", (), None)
     record.session = "abc"
