@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _raw_pcm16(rate: int) -> list[str]:
+    """sox's description of raw PCM16 little-endian mono at `rate` (before a file name or `-`)."""
+    return ["-t", "raw", "-r", str(rate), "-e", "signed", "-b", "16", "-c", "1", "-L"]
+
+
 def speak_pcm16(text: str, *, rate_wpm: int = 150) -> bytes:
     """`text` spoken by espeak-ng, resampled by sox to 16 kHz mono PCM16 (raw, little-endian).
 
@@ -16,28 +21,16 @@ def speak_pcm16(text: str, *, rate_wpm: int = 150) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(rate_wpm), "-w", str(wav), text], check=True)
-        raw = subprocess.run(
-            [
-                "sox",
-                "-D",
-                str(wav),
-                "-t",
-                "raw",
-                "-r",
-                "16000",
-                "-e",
-                "signed",
-                "-b",
-                "16",
-                "-c",
-                "1",
-                "-L",
-                "-",
-            ],
-            check=True,
-            capture_output=True,
+        return subprocess.run(
+            ["sox", "-D", str(wav), *_raw_pcm16(16000), "-"], check=True, capture_output=True
         ).stdout
-    return raw
+
+
+def resample_pcm16(pcm: bytes, rate: int) -> bytes:
+    """Raw PCM16 mono at `rate` → 16 kHz, by sox: a resampler independent of the code under test."""
+    return subprocess.run(
+        ["sox", *_raw_pcm16(rate), "-", *_raw_pcm16(16000), "-"], input=pcm, capture_output=True, check=True
+    ).stdout
 
 
 def rms(pcm: bytes) -> float:

@@ -223,12 +223,15 @@ def _finished_requests(stack: Stack, model: str) -> int:
 
 
 def _pending_requests(stack: Stack) -> float:
+    """Requests queued on Triton, all models (its metrics endpoint)."""
     metrics = httpx.get(stack.triton.metrics_url, timeout=10).text
-    return sum(
+    values = [
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
         if line.startswith("nv_inference_pending_request_count{")
-    )
+    ]
+    assert values, "Triton no longer exports nv_inference_pending_request_count"
+    return sum(values)
 
 
 def test_barge_in_leaves_no_generation_running_on_triton(stack: Stack) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import queue
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from tritonclient.utils import InferenceServerException
 
 from orchestrator.models.resolve import resolve_model
 from orchestrator.stack.triton import TritonServer
-from tests.speech import speak_pcm16
+from tests.speech import resample_pcm16, speak_pcm16
 
 SENTENCES = [
     "Please hold the button while you ask your question.",
@@ -44,40 +43,7 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
 
 
 def resample_to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
-    """sox resampling (installed with espeak-ng by `make tools-integration`)."""
-    out = subprocess.run(
-        [
-            "sox",
-            "-t",
-            "raw",
-            "-r",
-            str(rate),
-            "-e",
-            "signed",
-            "-b",
-            "16",
-            "-c",
-            "1",
-            "-L",
-            "-",
-            "-t",
-            "raw",
-            "-r",
-            "16000",
-            "-e",
-            "signed",
-            "-b",
-            "16",
-            "-c",
-            "1",
-            "-L",
-            "-",
-        ],
-        input=pcm.astype("<i2").tobytes(),
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(out, dtype="<i2").astype(np.int16)
+    return np.frombuffer(resample_pcm16(pcm.astype("<i2").tobytes(), rate), dtype="<i2").astype(np.int16)
 
 
 @dataclass(frozen=True)

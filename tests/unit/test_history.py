@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator
 from typing import Any
 
-import numpy as np
-
-from orchestrator.errors import ModelUnavailable, StoreUnavailable
+from orchestrator.errors import StoreUnavailable
 from orchestrator.history import Resumed, TurnRecord, clean_text, recent_exchanges, valid_session_id
-from orchestrator.inference import AudioChunk, Transcript
 from orchestrator.pipeline import Source
 from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.session import VoiceSession
 from orchestrator.settings import Settings
 from orchestrator.state import AppState
-from tests.unit.fakes import ListSink
+from tests.unit.fakes import FakeModels, ListSink
 
 SOURCE = Source(n=1, title="Guide", source="docs/guide.md", heading_path=["Start"], snippet="Run make up.")
 
@@ -55,29 +51,6 @@ def test_session_ids_and_stored_text() -> None:
 
 
 # ---- a voice session with a fake store ---------------------------------------------------------
-
-
-class FakeModels:
-    def __init__(self, *, delay: float = 0.0, fail: bool = False) -> None:
-        self.delay = delay
-        self.fail = fail
-        self.prompts: list[str] = []
-
-    async def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]:
-        self.prompts.append(prompt)
-        if self.fail:
-            raise ModelUnavailable("model 'llm' is unavailable")
-        for word in ("Run ", "make ", "up [1]."):
-            await asyncio.sleep(self.delay)
-            yield word
-
-    async def synthesize(
-        self, text: str, *, voice: str = "", speaking_rate: float = 1.0
-    ) -> AsyncGenerator[AudioChunk, None]:
-        yield AudioChunk(np.zeros(16, dtype=np.int16), 16000)
-
-    async def transcribe_chunk(self, pcm: object, **kwargs: object) -> Transcript:
-        return Transcript("hello", True)
 
 
 class FakeStore:

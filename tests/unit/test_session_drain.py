@@ -5,43 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator
 
-import numpy as np
-
-from orchestrator.inference import AudioChunk, Transcript
 from orchestrator.pipeline import Source
 from orchestrator.settings import Settings
 from orchestrator.state import AppState
-from tests.unit.fakes import ListSink
-
-
-class SlowModels:
-    """An LLM that writes one delta every `delay` seconds; speech and ASR answer at once."""
-
-    def __init__(self, deltas: int, delay: float) -> None:
-        self.deltas = deltas
-        self.delay = delay
-
-    async def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]:
-        for i in range(self.deltas):
-            await asyncio.sleep(self.delay)
-            yield f"word{i} "
-
-    async def synthesize(
-        self, text: str, *, voice: str = "", speaking_rate: float = 1.0
-    ) -> AsyncGenerator[AudioChunk, None]:
-        yield AudioChunk(np.zeros(16, dtype=np.int16), 16000)
-
-    async def transcribe_chunk(self, pcm: object, **kwargs: object) -> Transcript:
-        return Transcript("hello", True)
+from tests.unit.fakes import FakeModels, ListSink
 
 
 async def _no_sources(question: str) -> list[Source]:
     return []
 
 
-def _state(models: SlowModels) -> AppState:
+def _state(models: FakeModels) -> AppState:
     state = AppState(Settings(dev_mode=True))
     state.models = models  # type: ignore[assignment]  # a fake at the model seam
     state.retrieve = _no_sources  # type: ignore[method-assign]
@@ -50,7 +25,7 @@ def _state(models: SlowModels) -> AppState:
 
 def test_drain_lets_the_answer_finish_then_tells_clients_to_reconnect() -> None:
     async def scenario() -> tuple[ListSink, ListSink, AppState]:
-        state = _state(SlowModels(deltas=10, delay=0.02))
+        state = _state(FakeModels([f"word{i} " for i in range(10)], delay=0.02))
         busy_sink, idle_sink = ListSink(), ListSink()
         busy, idle = state.new_session(busy_sink), state.new_session(idle_sink)
         for session in (busy, idle):
@@ -85,7 +60,7 @@ def test_drain_lets_the_answer_finish_then_tells_clients_to_reconnect() -> None:
 
 def test_drain_gives_up_after_its_timeout() -> None:
     async def scenario() -> tuple[ListSink, bool]:
-        state = _state(SlowModels(deltas=1000, delay=0.05))
+        state = _state(FakeModels(["word "] * 1000, delay=0.05))
         sink = ListSink()
         session = state.new_session(sink)
         await session.on_text(json.dumps({"type": "session.start"}))
@@ -102,7 +77,7 @@ def test_drain_gives_up_after_its_timeout() -> None:
 
 def test_readiness_reports_draining() -> None:
     async def scenario() -> dict[str, bool]:
-        state = _state(SlowModels(deltas=1, delay=0))
+        state = _state(FakeModels())
         await state.drain(timeout_s=0)
         return await state.readiness()
 
