@@ -1,10 +1,16 @@
-"""One answer: retrieval → prompt → LLM tokens → sentences → speech, with the stages overlapped.
+"""One answer: retrieval → prompt → LLM tokens → checked sentences → speech, stages overlapped.
 
 The LLM stream and the speech of finished sentences run as two tasks joined by a bounded
 queue, so sentence one is being synthesised (and heard) while sentence two is generated.
 Cancelling `answer()` (barge-in, client gone) closes both model streams, which cancels them on
 Triton. Speech failing still delivers the text; retrieval failing still answers, flagged as
 without sources.
+
+Every sentence passes a grounding gate (orchestrator/grounding.py) before it is shown or
+spoken: it must be backed by the passages, it gets the citation of the passage that backs it,
+and a repeated one ends the answer. A question the passages do not touch, or an answer they do
+not back, becomes the one stable decline sentence (`NO_ANSWER`), with the reason on the result.
+So `answer.delta` carries whole checked sentences, not raw tokens.
 """
 
 from __future__ import annotations
@@ -18,9 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.errors import VoicebotError
+from orchestrator.grounding import DeclineReason, Evidence, is_model_decline
 from orchestrator.inference import AudioChunk
 from orchestrator.metrics import Metrics
-from orchestrator.prompt import Exchange, Passage, PromptFormat, build_messages, render, stop_strings
+from orchestrator.prompt import (
+    NO_ANSWER,
+    PASSAGE_CHARS,
+    Exchange,
+    Passage,
+    PromptFormat,
+    build_prompt,
+    stop_strings,
+)
 from orchestrator.protocol import AudioHeader, error_event, event
 from orchestrator.sentences import SentenceSplitter, speakable
 
@@ -28,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SENTENCE_QUEUE = 8  # sentences waiting for speech; the LLM waits when speech falls this far behind
 SNIPPET_CHARS = 240
+MAX_SENTENCES = 3  # a spoken answer is one to three sentences; the rest is not generated
 AUDIO_LEAD_S = 1.0  # audio sent ahead of real time; bounds what a client buffers and must drop
 
 
@@ -98,14 +114,30 @@ class AnswerResult:
     sources: list[Source] = field(default_factory=list)
     sources_available: bool = True
     spoken: bool = False
+    citations: list[int] = field(default_factory=list)  # the passages the answer cites, in order
+    decline_reason: DeclineReason | None = None  # set when the answer is the decline sentence
+
+    @property
+    def declined(self) -> bool:
+        return self.decline_reason is not None
+
+    def done_fields(self) -> dict[str, Any]:
+        """What `answer.done` (and the HTTP answers) say about the answer besides its text."""
+        return {
+            "citations": self.citations,
+            "declined": self.declined,
+            "decline_reason": self.decline_reason.value if self.decline_reason else None,
+        }
 
 
 @dataclass(frozen=True)
 class AnswerOptions:
     prompt_format: PromptFormat = "chatml"
-    max_tokens: int = 256
+    max_tokens: int = 160
     voice: str = ""
     speak: bool = True
+    passage_chars: int = PASSAGE_CHARS
+    max_sentences: int = MAX_SENTENCES
 
 
 class AudioPacer:
@@ -175,33 +207,84 @@ async def answer(
         if result.sources_available
         else None
     )
-    prompt = render(build_messages(question, passages, history), options.prompt_format)
+    prompt = build_prompt(
+        question, passages, history, fmt=options.prompt_format, passage_chars=options.passage_chars
+    )
+    # Without sources (search down) there is nothing to check against: the answer says so itself.
+    evidence = (
+        Evidence(question, [s.text[: options.passage_chars] for s in result.sources])
+        if result.sources_available
+        else None
+    )
     sentences: asyncio.Queue[str | None] = asyncio.Queue(maxsize=SENTENCE_QUEUE)
-    pieces: list[str] = []
+    kept: list[str] = []
+
+    async def say(text: str) -> None:
+        await sink.send_text(event("answer.delta", turn=turn, text=(" " if kept else "") + text))
+        kept.append(text)
+        if options.speak:
+            await sentences.put(text)
+
+    async def decline(reason: DeclineReason) -> None:
+        result.decline_reason = reason
+        result.citations = []
+        kept.clear()
+        await say(NO_ANSWER)
+        log.info("answer declined", extra={"turn": turn, "reason": reason.value})
+
+    async def accept(sentence: str) -> bool:
+        """Show and speak `sentence` if it passes the gate; False ends the answer."""
+        if evidence is None:
+            await say(sentence)
+            return len(kept) < options.max_sentences
+        if not kept and is_model_decline(sentence):
+            await decline(DeclineReason.MODEL_DECLINED)
+            return False
+        verdict = evidence.check(sentence)
+        if not verdict.keep:
+            if not kept:
+                await decline(verdict.reason or DeclineReason.UNSUPPORTED)
+            return False
+        for n in verdict.citations:
+            if n not in result.citations:
+                result.citations.append(n)
+        await say(verdict.text)
+        return len(kept) < options.max_sentences
+
+    async def finish() -> None:
+        result.text = " ".join(kept).strip()
+        if options.speak:
+            await sentences.put(None)
+        await sink.send_text(event("answer.done", turn=turn, text=result.text, **result.done_fields()))
 
     async def generate() -> None:
         # If this raises, the task group cancels speak(); so the end marker is only sent on success,
         # and with an awaited put: dropping it when the queue is full would leave speak() waiting.
+        early = evidence.before_generation() if evidence is not None else None
+        if early is not None:
+            await decline(early)
+            await finish()
+            return
         splitter = SentenceSplitter()
+        going = True
         stream = models.generate(
-            prompt, max_tokens=options.max_tokens, stop=stop_strings(options.prompt_format)
+            prompt.text, max_tokens=options.max_tokens, stop=stop_strings(options.prompt_format)
         )
-        async with contextlib.aclosing(stream):
+        async with contextlib.aclosing(stream):  # leaving early closes it: generation stops on Triton
             async for delta in stream:
                 if timings.llm_first_token is None:
                     timings.llm_first_token = _elapsed_ms(t0)
                     metrics.stage_duration.labels("llm_first_token").observe(timings.llm_first_token / 1000)
-                pieces.append(delta)
-                await sink.send_text(event("answer.delta", turn=turn, text=delta))
-                if options.speak:
-                    for sentence in splitter.feed(delta):
-                        await sentences.put(sentence)
-        result.text = "".join(pieces).strip()
-        if options.speak:
+                for sentence in splitter.feed(delta):
+                    going = going and await accept(sentence)
+                if not going:
+                    break
+        if going:
             for rest in splitter.flush():
-                await sentences.put(rest)
-            await sentences.put(None)
-        await sink.send_text(event("answer.done", turn=turn, text=result.text))
+                going = going and await accept(rest)
+        if not kept:  # the model wrote nothing usable
+            await decline(DeclineReason.UNSUPPORTED)
+        await finish()
 
     async def speak() -> None:
         seq = 0
