@@ -25,13 +25,14 @@ from typing import Any, Protocol
 
 from orchestrator.errors import VoicebotError
 from orchestrator.grounding import DeclineReason, Evidence, is_model_decline
-from orchestrator.inference import AudioChunk
+from orchestrator.inference import AudioChunk, Usage
 from orchestrator.metrics import Metrics
 from orchestrator.prompt import (
     NO_ANSWER,
     PASSAGE_CHARS,
     Exchange,
     Passage,
+    Prompt,
     PromptFormat,
     build_prompt,
     stop_strings,
@@ -50,7 +51,9 @@ AUDIO_LEAD_S = 1.0  # audio sent ahead of real time; bounds what a client buffer
 class Models(Protocol):
     """What the pipeline needs from the model server (ModelClients implements it)."""
 
-    def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]: ...
+    def generate(
+        self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
+    ) -> AsyncGenerator[str, None]: ...
 
     def synthesize(
         self, text: str, *, voice: str = "", speaking_rate: float = 1.0
@@ -95,17 +98,26 @@ class Sink(Protocol):
 @dataclass
 class Timings:
     """Milliseconds: `retrieval` is the search's duration; the others count from the turn's
-    reference point (release of the button, or the typed question)."""
+    reference point (release of the button, or the typed question). Token counts of the answer's
+    generation (`llm_cached_tokens`: prompt tokens the model did not evaluate again) and, for a
+    spoken turn, what speculation did (`extra`, orchestrator/speculation.py) ride along."""
 
     asr_final: float | None = None
     retrieval: float | None = None
     llm_first_token: float | None = None
+    llm_first_sentence: float | None = None
     tts_first_audio: float | None = None
     first_audio: float | None = None
     total: float | None = None
+    llm_prompt_tokens: int | None = None
+    llm_cached_tokens: int | None = None
+    extra: dict[str, float | str | None] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, float | None]:
-        return {k: (round(v, 1) if v is not None else None) for k, v in self.__dict__.items()}
+    def as_dict(self) -> dict[str, float | str | None]:
+        out: dict[str, float | str | None] = {
+            k: (round(v, 1) if isinstance(v, float) else v) for k, v in self.__dict__.items() if k != "extra"
+        }
+        return out | self.extra
 
 
 @dataclass
@@ -158,6 +170,16 @@ class AudioPacer:
         self._sent_s += duration_s
 
 
+def prompt_for(
+    question: str, sources: Sequence[Source] | None, history: Sequence[Exchange], options: AnswerOptions
+) -> Prompt:
+    """The answer's prompt; with `question=""`, `.prefix` is what speculation warms (the same bytes)."""
+    passages = [Passage(s.title, s.heading_path, s.text) for s in sources] if sources is not None else None
+    return build_prompt(
+        question, passages, history, fmt=options.prompt_format, passage_chars=options.passage_chars
+    )
+
+
 def _elapsed_ms(t0: float) -> float:
     return (time.monotonic() - t0) * 1000
 
@@ -202,14 +224,7 @@ async def answer(
     )
 
     # 2. generation and speech, overlapped
-    passages = (
-        [Passage(s.title, s.heading_path, s.text) for s in result.sources]
-        if result.sources_available
-        else None
-    )
-    prompt = build_prompt(
-        question, passages, history, fmt=options.prompt_format, passage_chars=options.passage_chars
-    )
+    prompt = prompt_for(question, result.sources if result.sources_available else None, history, options)
     # Without sources (search down) there is nothing to check against: the answer says so itself.
     evidence = (
         Evidence(question, [s.text[: options.passage_chars] for s in result.sources])
@@ -227,6 +242,7 @@ async def answer(
 
     async def decline(reason: DeclineReason) -> None:
         result.decline_reason = reason
+        metrics.declines.labels(reason.value).inc()
         result.citations = []
         kept.clear()
         await say(NO_ANSWER)
@@ -249,6 +265,8 @@ async def answer(
             if n not in result.citations:
                 result.citations.append(n)
         await say(verdict.text)
+        if timings.llm_first_sentence is None:
+            timings.llm_first_sentence = _elapsed_ms(t0)
         return len(kept) < options.max_sentences
 
     async def finish() -> None:
@@ -267,8 +285,9 @@ async def answer(
             return
         splitter = SentenceSplitter()
         going = True
+        usage = Usage()
         stream = models.generate(
-            prompt.text, max_tokens=options.max_tokens, stop=stop_strings(options.prompt_format)
+            prompt.text, max_tokens=options.max_tokens, stop=stop_strings(options.prompt_format), usage=usage
         )
         async with contextlib.aclosing(stream):  # leaving early closes it: generation stops on Triton
             async for delta in stream:
@@ -279,6 +298,8 @@ async def answer(
                     going = going and await accept(sentence)
                 if not going:
                     break
+        if usage.prompt_tokens:
+            timings.llm_prompt_tokens, timings.llm_cached_tokens = usage.prompt_tokens, usage.cached_tokens
         if going:
             for rest in splitter.flush():
                 going = going and await accept(rest)

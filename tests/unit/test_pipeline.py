@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import ModelUnavailable, StoreUnavailable
-from orchestrator.inference import AudioChunk
+from orchestrator.inference import AudioChunk, Usage
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import AnswerOptions, Source, Timings, answer
 from orchestrator.prompt import NO_ANSWER
@@ -62,7 +62,9 @@ class FakeModels:
         self.closed: list[str] = []
         self.speaking = asyncio.Event()
 
-    async def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]:
+    async def generate(
+        self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
+    ) -> AsyncGenerator[str, None]:
         self.prompts.append(prompt)
         try:
             for delta in self.deltas:
