@@ -273,7 +273,8 @@ class Verdict:
 
 
 class Evidence:
-    """The passages of one answer, indexed for the checks above. Passage n is `passages[n-1]`."""
+    """The passages of one answer, indexed for the checks above. Passage n is `passages[n-1]`:
+    its text together with its title and headings, which the LLM reads with it."""
 
     def __init__(self, question: str, passages: Sequence[str]) -> None:
         self.question_terms = set(terms(question))

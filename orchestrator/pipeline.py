@@ -227,7 +227,10 @@ async def answer(
     prompt = prompt_for(question, result.sources if result.sources_available else None, history, options)
     # Without sources (search down) there is nothing to check against: the answer says so itself.
     evidence = (
-        Evidence(question, [s.text[: options.passage_chars] for s in result.sources])
+        Evidence(
+            question,
+            [" ".join([s.title, *s.heading_path, s.text[: options.passage_chars]]) for s in result.sources],
+        )
         if result.sources_available
         else None
     )

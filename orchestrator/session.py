@@ -60,10 +60,6 @@ ASR_CHUNK_S = 0.5  # audio sent to `asr` per request while the button is held
 STORE_WRITE_TIMEOUT_S = 3.0  # a turn's record; past it the turn is logged as not recorded
 
 
-async def _no_vocabulary() -> str:
-    return ""
-
-
 @dataclass
 class SessionConfig:
     max_turn_audio_s: float
@@ -164,7 +160,7 @@ class VoiceSession:
     # Set by the gateway while it drains for a restart: turns in flight finish, new ones are refused.
     draining: Callable[[], bool] = lambda: False
     # The words of the documents, for the ASR to expect (AppState caches it per collection).
-    vocabulary: Callable[[], Awaitable[str]] = field(default=lambda: _no_vocabulary())
+    vocabulary: Callable[[], str] = lambda: ""
     on_close: Callable[[VoiceSession], None] = lambda session: None
     # Who owns the session, and where it is resumed from and recorded (None: kept in memory only).
     subject: str = "anonymous"
@@ -308,7 +304,7 @@ class VoiceSession:
             if speculator is not None:
                 speculator.on_partial(text)
 
-        self._asr = AsrStream(self.models, self.language, partial, prompt=await self.vocabulary())
+        self._asr = AsrStream(self.models, self.language, partial, prompt=self.vocabulary())
         self._audio_bytes = 0
         await self.sink.send_text(event("turn.started", turn=turn))
 

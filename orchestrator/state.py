@@ -61,6 +61,7 @@ class AppState:
     gatekeeper: Gatekeeper = field(init=False)
     session_store: SessionStore = field(init=False)
     _vocabulary: tuple[float, str] = (float("-inf"), "")  # (when read, the ASR hint)
+    _vocabulary_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.gatekeeper = Gatekeeper(self.settings)
@@ -104,6 +105,9 @@ class AppState:
             log.info("applied schema migrations %s", ", ".join(applied))
 
     async def close(self) -> None:
+        if self._vocabulary_task is not None:
+            self._vocabulary_task.cancel()
+            await asyncio.gather(self._vocabulary_task, return_exceptions=True)
         if self.embedder is not None:
             await self.embedder.close()
         if self.pool is not None:
@@ -176,19 +180,29 @@ class AppState:
             raise StoreUnavailable("the document store is unavailable") from e
         return sources_from_hits(hits)
 
-    async def vocabulary(self) -> str:
-        """The collection's vocabulary for the ASR (ingest/vocabulary.py), cached VOCABULARY_TTL_S;
-        "" when the store is unreachable: recognition then goes on unbiased."""
+    def vocabulary(self) -> str:
+        """The collection's vocabulary for the ASR (ingest/vocabulary.py), as last read; when older
+        than VOCABULARY_TTL_S it is read again in the background. A turn never waits on the store
+        for it: with Postgres down, recognition goes on with the last hint (or none)."""
         read_at, hint = self._vocabulary
-        if time.monotonic() - read_at < VOCABULARY_TTL_S or self.pool is None:
-            return hint
+        stale = time.monotonic() - read_at >= VOCABULARY_TTL_S
+        if (
+            stale
+            and self.pool is not None
+            and (self._vocabulary_task is None or self._vocabulary_task.done())
+        ):
+            self._vocabulary_task = asyncio.create_task(self._read_vocabulary(), name="vocabulary")
+        return hint
+
+    async def _read_vocabulary(self) -> None:
+        assert self.pool is not None
+        hint = self._vocabulary[1]
         try:
             async with self.pool.connection(timeout=READINESS_TIMEOUT_S) as conn:
                 hint = await collection_vocabulary(conn, COLLECTION)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
             log.warning("collection vocabulary not read: %s", type(e).__name__)
         self._vocabulary = (time.monotonic(), hint)
-        return hint
 
     def forget_vocabulary(self) -> None:
         """Documents changed: read the vocabulary again at the next turn."""
