@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # Stamps make installs incremental: they re-run only when what they install changed.
 RUNTIME_STAMP := $(VENV)/.stamp-runtime
 TEST_STAMP := $(VENV)/.stamp-test
-PY_INPUTS := pyproject.toml requirements/models.txt requirements/models-nodeps.txt scripts/install-python.sh
+PY_INPUTS := pyproject.toml images/triton/pyproject.toml requirements/models.txt requirements/models-nodeps.txt scripts/install-python.sh
 
 .PHONY: help up install install-test ui-build test test-lint test-types test-unit test-integration \
         test-ui test-e2e test-chart test-infra tools-integration tools-e2e tools-chart tools-infra \

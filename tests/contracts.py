@@ -44,7 +44,7 @@ PLATFORM_CHART_VALUES = frozenset(
 # ---- models: the weights manifest, the model repositories and the images that serve them ----------
 
 # The weights manifest the Triton models read (profiles and weights entries).
-MODEL_MANIFEST = REPO / "orchestrator" / "models" / "manifest.toml"
+MODEL_MANIFEST = REPO / "images" / "triton" / "voicebot_models" / "manifest.toml"
 
 # Each model repository an image serves (its path inside the image) and the folders of this repo
 # it is built from: the base first, then overlays copied over it (images/triton/Dockerfile*).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from chartlib import (
     run,
 )
 
-from tests.contracts import PLATFORM_CHART_VALUES, TRITON_SCHEDULING
+from tests.contracts import PLATFORM_CHART_VALUES, REPO, TRITON_SCHEDULING
 
 GPU = "nvidia.com/gpu"
 STANDARD_LABELS = (
@@ -353,10 +354,21 @@ def test_cli_jobs_use_the_gateway_image_and_commands(renders: dict[str, Render])
         r.get("Job", f"{PREFIX}-ingest-once")["metadata"]["annotations"]["helm.sh/hook"]
         == "post-install,post-upgrade"
     )
+
+
+def test_model_fetch_runs_in_the_triton_image_that_can_fetch(renders: dict[str, Render]) -> None:
+    """The fetch needs the model-server package and huggingface_hub: the Triton image has both."""
+    r = renders["default"]
+    triton_image = r.get("Deployment", f"{PREFIX}-triton")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
     fetch = next(j for j in r.of_kind("Job") if "model-fetch" in j["metadata"]["name"])
     c = fetch["spec"]["template"]["spec"]["containers"][0]
-    assert c["image"] == gateway_image
-    assert "voicebot models fetch --profile" in c["args"][0]
+    assert c["image"] == triton_image
+    command = c["args"][0].split()[0]
+    scripts = tomllib.loads((REPO / "images" / "triton" / "pyproject.toml").read_text())["project"]["scripts"]
+    assert command in scripts, f"{command} is not a console script of voicebot-models"
+    assert "fetch --profile" in c["args"][0]
     assert "--dest /weights" in c["args"][0]
 
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.models import commands
-from orchestrator.models.fetch import fetch
-from orchestrator.models.manifest import (
+from voicebot_models import commands
+from voicebot_models.fetch import fetch
+from voicebot_models.manifest import (
     DEFAULT_MANIFEST,
     HubSource,
     ManifestError,
     load_manifest,
     parse_manifest,
 )
-from orchestrator.models.resolve import WeightsNotFoundError, resolve_entry, resolve_model
+from voicebot_models.resolve import WeightsNotFoundError, resolve_entry, resolve_model
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from llama_cpp import Llama
 
-from orchestrator.models.resolve import resolve_model
-from orchestrator.models.serving import (
+from voicebot_models.resolve import resolve_model
+from voicebot_models.serving import (
     InputError,
     ModelParameters,
     parse_sampling_parameters,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.models.manifest import SOURCE_KINDS, HubSource, Manifest, SourceKind, WeightsEntry
-from orchestrator.models.resolve import WeightsNotFoundError, assemble_package, missing_files
+from voicebot_models.manifest import SOURCE_KINDS, HubSource, Manifest, SourceKind, WeightsEntry
+from voicebot_models.resolve import WeightsNotFoundError, assemble_package, missing_files
 
 log = logging.getLogger(__name__)
 

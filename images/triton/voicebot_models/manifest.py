@@ -9,17 +9,22 @@ files come from:
 - ``path``: a folder under ``VOICEBOT_WEIGHTS_DIR`` (a volume filled by ``fetch`` or pre-populated
   for air-gapped clusters).
 
-This module only parses; :mod:`orchestrator.models.resolve` turns an entry into files on disk.
+This module only parses; :mod:`voicebot_models.resolve` turns an entry into files on disk.
 It imports nothing heavy, so the Triton ``model.py`` files can use it.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the Triton 24.x bases run the models with Python 3.10
+    import tomli as tomllib
 
 DEFAULT_MANIFEST = Path(__file__).with_name("manifest.toml")
 MODEL_NAMES = ("asr", "llm", "tts", "embed")
