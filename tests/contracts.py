@@ -41,6 +41,10 @@ PLATFORM_CHART_VALUES = frozenset(
 )
 
 
+# KServe finds the model-server container of a ServingRuntime / predictor by this name
+# (constants.InferenceServiceContainerName in kserve/pkg/constants); its CRD schema does not say so.
+KSERVE_CONTAINER_NAME = "kserve-container"
+
 # ---- models: the weights manifest, the model repositories and the images that serve them ----------
 
 # The weights manifest the Triton models read (profiles and weights entries).
@@ -102,3 +106,24 @@ def profile_fits_repository(profile: str, model_repository: str) -> str | None:
             f"{model_repository} cannot load ({sorted(LLM_BACKEND_FORMATS[backend])})"
         )
     return None
+
+
+def chart_profiles() -> dict[str, Any]:
+    """What the chart must know of the manifest to refuse a broken install (charts/voicebot/files/
+    profiles.json, written by scripts/sync-chart-profiles.py): per profile, the LLM's weights format
+    and whether a hub repository it fetches is gated (needs a token); per model repository, the
+    formats its `llm` backend loads."""
+    manifest = model_manifest()
+    profiles: dict[str, Any] = {}
+    for name, profile in sorted(manifest["profiles"].items()):
+        ids = [profile["asr"], profile["llm"], profile["embed"], *profile["tts"]]
+        gated = sorted(
+            manifest["weights"][i]["hub"]["repo"]
+            for i in ids
+            if manifest["weights"][i].get("hub", {}).get("gated")
+        )
+        profiles[name] = {"llmFormat": profile_llm_format(name), "gatedRepos": gated}
+    repositories = {
+        path: sorted(LLM_BACKEND_FORMATS[llm_backend(path)]) for path in sorted(MODEL_REPOSITORIES)
+    }
+    return {"profiles": profiles, "modelRepositories": repositories}

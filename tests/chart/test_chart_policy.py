@@ -90,7 +90,8 @@ def test_dockerfile_hygiene(dockerfile: Path) -> None:
 
 def test_gateway_image_contract() -> None:
     text = (REPO / "images" / "gateway" / "Dockerfile").read_text()
-    assert "FROM node:" in text  # the UI stage
+    assert re.search(r"^ARG NODE_BASE=node:\S+$", text, re.M)  # the UI stage
+    assert re.search(r"^ARG PYTHON_BASE=python:3\.11\.\d+-slim-bookworm$", text, re.M)
     assert "ui/package.json" in text  # tolerates a missing UI
     assert "pip install /src" in text
     assert 'ENTRYPOINT ["voicebot"]' in text

@@ -15,7 +15,13 @@ import pytest
 import yaml
 from chartlib import CHART, PREFIX, Render, helm_template
 
-from tests.contracts import MODEL_MANIFEST, model_profiles, profile_fits_repository, profile_llm_format
+from tests.contracts import (
+    MODEL_MANIFEST,
+    chart_profiles,
+    model_profiles,
+    profile_fits_repository,
+    profile_llm_format,
+)
 
 # A CPU profile (GGUF LLM) from the manifest, so no profile name is written down here.
 CPU_PROFILE = next(p for p in model_profiles() if profile_llm_format(p) == "gguf")
@@ -44,7 +50,7 @@ def test_schema_profile_enum_is_the_manifest_profiles() -> None:
 
 
 def test_schema_refuses_an_unknown_profile() -> None:
-    proc = helm_template("--set", "models.profile=no-such-profile")
+    proc = helm_template("--set", "models.profile=no-such-profile", "--set", "models.fetch.hubTokenSecret=t")
     assert proc.returncode != 0
     assert "/models/profile" in proc.stderr, proc.stderr
 
@@ -66,6 +72,9 @@ def test_model_fetch_job_fetches_the_profile_triton_loads(render: Render) -> Non
             assert triton_profile in model_profiles()
 
 
+TOKEN = ("--set", "models.fetch.hubTokenSecret=hub-token")
+
+
 @pytest.mark.parametrize(
     ("args", "fits"),
     [
@@ -83,11 +92,42 @@ def test_model_fetch_job_fetches_the_profile_triton_loads(render: Render) -> Non
         ),
     ],
 )
-def test_the_repository_check_tells_pairs_apart(args: list[str], fits: bool) -> None:
-    """The check above can fail: mismatched pairs are caught, matched ones pass."""
-    proc = helm_template(*args)
-    assert proc.returncode == 0, proc.stderr
+def test_install_refuses_a_profile_the_model_repository_cannot_load(args: list[str], fits: bool) -> None:
+    """The pair is checked at install time (files/profiles.json), the same way as above."""
+    proc = helm_template(*TOKEN, *args)
+    assert (proc.returncode == 0) == fits, proc.stderr
+    if not fits:
+        assert "VALUES VALIDATION" in proc.stderr
+        assert "triton.modelRepository" in proc.stderr
+        return
     objects = [d for d in yaml.safe_load_all(proc.stdout) if d]
     triton = _triton_container(Render("adhoc", CHART, objects))
     repository = next(a for a in triton["args"] if a.startswith("--model-repository=")).split("=", 1)[1]
-    assert (profile_fits_repository(_env(triton)["VOICEBOT_MODEL_PROFILE"], repository) is None) == fits
+    assert profile_fits_repository(_env(triton)["VOICEBOT_MODEL_PROFILE"], repository) is None
+
+
+def test_chart_profile_catalog_is_the_manifest() -> None:
+    """charts/voicebot/files/profiles.json is what scripts/sync-chart-profiles.py writes today."""
+    written = json.loads((CHART / "files" / "profiles.json").read_text())
+    assert written == chart_profiles(), "run scripts/sync-chart-profiles.py"
+
+
+def test_a_gated_profile_needs_a_hub_token_at_install() -> None:
+    gated = [p for p, v in chart_profiles()["profiles"].items() if v["gatedRepos"]]
+    assert gated, "no gated profile: this test has nothing to prove"
+    proc = helm_template("--set", f"models.profile={gated[0]}")
+    assert proc.returncode != 0
+    assert "models.fetch.hubTokenSecret: required" in proc.stderr, proc.stderr
+    assert helm_template("--set", f"models.profile={gated[0]}", *TOKEN).returncode == 0
+    # air-gapped: nothing is fetched, so no token is needed
+    assert (
+        helm_template(
+            "--set",
+            f"models.profile={gated[0]}",
+            "--set",
+            "models.source=volume",
+            "--set",
+            "models.weights.existingClaim=w",
+        ).returncode
+        == 0
+    )

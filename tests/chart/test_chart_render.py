@@ -26,6 +26,9 @@ from chartlib import (
 from tests.contracts import PLATFORM_CHART_VALUES, REPO, TRITON_SCHEDULING
 
 GPU = "nvidia.com/gpu"
+# The default scenario: the chart's defaults plus the one value they require (a hub token Secret).
+DEFAULTS = ("-f", str(CHART / "ci" / "default-values.yaml"))
+TRITON_CONTAINERS = {"triton", "kserve-container"}
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -262,7 +265,7 @@ def test_standard_labels_everywhere(render: Render) -> None:
 
 def test_config_checksum_rolls_the_gateway() -> None:
     def checksum(*args: str) -> str:
-        proc = helm_template("--show-only", "templates/gateway/deployment.yaml", *args)
+        proc = helm_template("--show-only", "templates/gateway/deployment.yaml", *DEFAULTS, *args)
         assert proc.returncode == 0, proc.stderr
         return yaml.safe_load(proc.stdout)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
@@ -278,29 +281,36 @@ def test_extra_objects_are_rendered(renders: dict[str, Render]) -> None:
 
 
 def test_gpu_scheduling_only_on_triton(render: Render) -> None:
+    """GPUs only for Triton; GPU-node scheduling for Triton and the model-fetch Job (whose claim must
+    bind in a zone with GPU nodes); the RuntimeClass, when set, only on Triton."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    scenario = yaml.safe_load((CHART / "ci" / f"{render.scenario}-values.yaml").read_text()) or {}
+    runtime_class = scenario.get("triton", {}).get("runtimeClassName", values["triton"]["runtimeClassName"])
+    gpus = scenario.get("triton", {}).get("gpu", {}).get("count", values["triton"]["gpu"]["count"])
     seen_triton = False
     for obj, meta, spec in workload_pods(render):
-        is_triton = (
-            obj["kind"] != "ServingRuntime" and meta["labels"]["app.kubernetes.io/component"] == "triton"
-        )
+        component = meta["labels"].get("app.kubernetes.io/component")
+        is_triton = obj["kind"] != "ServingRuntime" and component == "triton"
+        on_gpu_nodes = is_triton or component == "model-fetch"
         seen_triton |= is_triton
         for c in containers(spec):
             wants_gpu = GPU in json.dumps(c.get("resources", {}))
-            assert wants_gpu == (c["name"] == "triton"), f"{obj['metadata']['name']} {c['name']}"
+            assert wants_gpu == (c["name"] in TRITON_CONTAINERS and gpus > 0), (
+                f"{obj['metadata']['name']} {c['name']}"
+            )
         if obj["kind"] == "ServingRuntime":
             continue
-        assert bool(spec.get("runtimeClassName")) == is_triton, obj["metadata"]["name"]
-        assert ("voicebot.dev/node-pool" in spec.get("nodeSelector", {})) == is_triton, obj["metadata"][
-            "name"
-        ]
-        assert (GPU in json.dumps(spec.get("tolerations", []))) == is_triton, obj["metadata"]["name"]
-        if is_triton:
+        assert spec.get("runtimeClassName") == ((runtime_class or None) if is_triton else None)
+        name = obj["metadata"]["name"]
+        assert ("voicebot.dev/node-pool" in spec.get("nodeSelector", {})) == on_gpu_nodes, name
+        assert (GPU in json.dumps(spec.get("tolerations", []))) == on_gpu_nodes, name
+        if on_gpu_nodes:
             assert spec["nodeSelector"] == TRITON_SCHEDULING["nodeSelector"]
             assert spec["tolerations"] == TRITON_SCHEDULING["tolerations"]
     for _obj, _, spec in workload_pods(render):
         for c in spec.get("containers", []):
-            if c["name"] == "triton":
-                assert c["resources"]["limits"][GPU] == 1
+            if c["name"] in TRITON_CONTAINERS:
+                assert c["resources"]["limits"].get(GPU, 0) == gpus
     assert seen_triton
 
 
@@ -491,7 +501,7 @@ def test_dashboard_covers_the_metrics(renders: dict[str, Render]) -> None:
 
 
 def test_notes_print_the_next_commands() -> None:
-    proc = run([helm_bin(), "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client"])
+    proc = run([helm_bin(), "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", *DEFAULTS])
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert f"helm test {RELEASE} -n {NAMESPACE}" in notes

@@ -12,7 +12,7 @@ import pytest
 from tests.contracts import REPO, model_manifest, profile_fits_repository
 
 TRITON_DOCKERFILES = sorted(
-    p for p in (REPO / "images" / "triton").glob("Dockerfile*") if not p.name.endswith(".cpu-base")
+    p for p in (REPO / "images" / "triton").glob("Dockerfile*") if not p.name.endswith(".dockerignore")
 )
 PACKAGE = REPO / "images" / "triton" / "pyproject.toml"
 

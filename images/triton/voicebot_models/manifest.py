@@ -72,6 +72,9 @@ class HubSource:
     revision: str | None = None
     files: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
+    gated: bool = (
+        False  # the hub serves it only with a token (HF_TOKEN) of an account that accepted its licence
+    )
 
 
 @dataclass(frozen=True)
@@ -198,9 +201,13 @@ def _hub(table: Any, where: str) -> HubSource | None:
     revision = table.get("revision")
     if revision is not None and not isinstance(revision, str):
         raise ManifestError(f"{where}.hub: `revision` must be a string")
+    gated = table.get("gated", False)
+    if not isinstance(gated, bool):
+        raise ManifestError(f"{where}.hub: `gated` must be true or false")
     return HubSource(
         repo=_str(table, "repo", f"{where}.hub"),
         revision=revision,
+        gated=gated,
         files=_str_tuple(table, "files", f"{where}.hub"),
         allow=_str_tuple(table, "allow", f"{where}.hub"),
     )

@@ -1,0 +1,76 @@
+"""What a cluster would refuse or deadlock on, caught at install: KServe's container name, the
+weights claim's access mode against replicas and rollouts, where the model-fetch Job runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from chartlib import PREFIX, Render, helm_template
+
+from tests.contracts import KSERVE_CONTAINER_NAME, TRITON_SCHEDULING
+
+TOKEN = ("--set", "models.fetch.hubTokenSecret=hub-token")
+RWX = ("--set", "models.weights.accessModes={ReadWriteMany}")
+
+
+def test_kserve_runtime_names_its_container_kserve_container(renders: dict[str, Render]) -> None:
+    runtime = renders["kserve"].get("ServingRuntime", f"{PREFIX}-triton")
+    assert [c["name"] for c in runtime["spec"]["containers"]] == [KSERVE_CONTAINER_NAME]
+    # the plain Deployment keeps its own name (dashboards and logs select it)
+    deployment = renders["default"].get("Deployment", f"{PREFIX}-triton")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["name"] == "triton"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--set", "triton.replicas=2"),
+        ("--set", "triton.autoscaling.enabled=true"),
+        ("--set", "triton.updateStrategy.type=RollingUpdate"),
+        ("--set", "triton.mode=kserve"),
+    ],
+    ids=["replicas", "autoscaling", "rolling-update", "kserve"],
+)
+def test_a_read_write_once_weights_claim_refuses_what_spans_nodes(args: tuple[str, ...]) -> None:
+    proc = helm_template(*TOKEN, *args)
+    assert proc.returncode != 0
+    assert "VALUES VALIDATION" in proc.stderr
+    assert "models.weights.accessModes" in proc.stderr, proc.stderr
+    assert helm_template(*TOKEN, *RWX, *args).returncode == 0
+
+
+def test_one_triton_on_a_read_write_once_claim_installs() -> None:
+    assert helm_template(*TOKEN).returncode == 0
+
+
+def _fetch_job(render: Render) -> dict[str, Any]:
+    return next(j for j in render.of_kind("Job") if "model-fetch" in j["metadata"]["name"])
+
+
+def test_model_fetch_job_runs_where_triton_mounts_the_weights(renders: dict[str, Render]) -> None:
+    """GPU-node scheduling (the claim binds in a GPU zone); with ReadWriteOnce, Triton's own node."""
+    for scenario in ("default", "production", "kserve"):
+        spec = _fetch_job(renders[scenario])["spec"]
+        pod = spec["template"]["spec"]
+        assert pod["nodeSelector"] == TRITON_SCHEDULING["nodeSelector"], scenario
+        assert pod["tolerations"] == TRITON_SCHEDULING["tolerations"], scenario
+        assert spec["ttlSecondsAfterFinished"] > 0
+    rwo = _fetch_job(renders["default"])["spec"]["template"]["spec"]
+    term = rwo["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    triton = renders["default"].get("Deployment", f"{PREFIX}-triton")
+    assert term["labelSelector"]["matchLabels"] == triton["spec"]["selector"]["matchLabels"]
+    rwx = _fetch_job(renders["production"])["spec"]["template"]["spec"]
+    assert "affinity" not in rwx  # any GPU node may write a ReadWriteMany claim
+
+
+def test_upgrades_replace_the_fetch_job_only_when_what_it_fetches_changes() -> None:
+    def name(*args: str) -> str:
+        proc = helm_template(*TOKEN, "--show-only", "templates/triton/model-fetch-job.yaml", *args)
+        assert proc.returncode == 0, proc.stderr
+        return str(yaml.safe_load(proc.stdout)["metadata"]["name"])
+
+    assert name() == name("--set", "gateway.image.tag=other")  # a gateway change re-fetches nothing
+    assert name() != name("--set", "triton.image.tag=other")
