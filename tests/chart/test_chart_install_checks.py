@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import PREFIX, Render, helm_template
+from chartlib import CHART, NAMESPACE, PREFIX, RELEASE, Render, helm_bin, helm_template, run
 
 from tests.contracts import KSERVE_CONTAINER_NAME, TRITON_SCHEDULING
 
@@ -85,3 +85,32 @@ def test_the_cpu_scenario_fetches_from_the_image_packages_only(renders: dict[str
         "--source"
         not in _fetch_job(renders["default"])["spec"]["template"]["spec"]["containers"][0]["args"][0]
     )
+
+
+def test_monitoring_objects_only_where_the_cluster_serves_their_api() -> None:
+    """Without the Prometheus Operator's CRDs the install must not fail on unknown kinds."""
+
+    bare = run([helm_bin(), "template", RELEASE, str(CHART), "-n", NAMESPACE, *TOKEN])
+    assert bare.returncode == 0, bare.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(bare.stdout) if d}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    notes = run([helm_bin(), "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", *TOKEN])
+    assert "NOT CREATED: ServiceMonitor/PodMonitor, PrometheusRule" in notes.stdout, notes.stdout[-800:]
+    served = helm_template(*TOKEN)  # chartlib names the monitoring APIs, as such a cluster would
+    assert {"ServiceMonitor", "PrometheusRule"} <= {d["kind"] for d in yaml.safe_load_all(served.stdout) if d}
+
+
+def test_the_otlp_endpoint_is_the_http_one(renders: dict[str, Render]) -> None:
+    """The gateway's exporter is OTLP/HTTP (opentelemetry-exporter-otlp-proto-http): 4318, /v1/traces."""
+    cfg = renders["production"].get("ConfigMap", f"{PREFIX}-gateway")["data"]
+    assert cfg["VOICEBOT_OTEL_EXPORTER"] == "otlp"
+    assert cfg["VOICEBOT_OTEL_ENDPOINT"].endswith(":4318/v1/traces")
+    grpc = (
+        "--set",
+        "gateway.config.otel.exporter=otlp",
+        "--set",
+        "gateway.config.otel.endpoint=http://c:4317",
+    )
+    proc = helm_template(*TOKEN, *grpc)
+    assert proc.returncode != 0
+    assert "OTLP over HTTP" in proc.stderr, proc.stderr

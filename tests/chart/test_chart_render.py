@@ -501,7 +501,18 @@ def test_dashboard_covers_the_metrics(renders: dict[str, Render]) -> None:
 
 
 def test_notes_print_the_next_commands() -> None:
-    proc = run([helm_bin(), "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", *DEFAULTS])
+    proc = run(
+        [
+            helm_bin(),
+            "install",
+            RELEASE,
+            str(CHART),
+            "-n",
+            NAMESPACE,
+            "--dry-run=client",
+            *DEFAULTS,
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert f"helm test {RELEASE} -n {NAMESPACE}" in notes

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chartlib import CHART, NAMESPACE, RELEASE, helm_bin, run
+from chartlib import API_VERSIONS, CHART, NAMESPACE, RELEASE, helm_bin, run
 
 SCENARIOS = ("default", "production", "kserve")
 
@@ -19,7 +19,7 @@ SCENARIOS = ("default", "production", "kserve")
 def _pod_templates(chart: Path, scenario: str) -> dict[str, object]:
     proc = run(
         [
-            helm_bin(), "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+            helm_bin(), "template", RELEASE, str(chart), "--namespace", NAMESPACE, *API_VERSIONS,
             "-f", str(CHART / "ci" / f"{scenario}-values.yaml"),
             # images pinned, as a real upgrade that changes only the chart would keep them
             "--set", "gateway.image.tag=1.0.0", "--set", "triton.image.tag=1.0.0",

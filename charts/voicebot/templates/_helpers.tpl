@@ -214,6 +214,10 @@ password with Kubernetes' $(VAR) expansion, so an existing password secret works
 {{- if and (eq .Values.triton.mode "kserve") .Values.triton.autoscaling.enabled (eq .Values.triton.autoscaling.mode "hpa") -}}
 {{- $messages = append $messages "triton.autoscaling.mode=hpa is for triton.mode=deployment; with KServe use mode=keda (or KServe's own autoscaling)" -}}
 {{- end -}}
+{{- $otel := .Values.gateway.config.otel -}}
+{{- if and (eq $otel.exporter "otlp") (regexMatch ":4317(/|$)" $otel.endpoint) -}}
+{{- $messages = append $messages (printf "gateway.config.otel.endpoint=%s: the gateway exports OTLP over HTTP (protobuf), port 4318 with the path /v1/traces (e.g. http://otel-collector.observability.svc:4318/v1/traces); 4317 is OTLP/gRPC" $otel.endpoint) -}}
+{{- end -}}
 {{- /* The profile against what the manifest says of it (files/profiles.json, synced from
 images/triton/voicebot_models/manifest.toml by scripts/sync-chart-profiles.py). */ -}}
 {{- $catalog := .Files.Get "files/profiles.json" | fromJson -}}
