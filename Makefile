@@ -13,10 +13,10 @@ PYTEST_ARGS ?=
 # Stamps make installs incremental: they re-run only when what they install changed.
 RUNTIME_STAMP := $(VENV)/.stamp-runtime
 TEST_STAMP := $(VENV)/.stamp-test
-PY_INPUTS := pyproject.toml requirements/models.txt requirements/models-nodeps.txt scripts/install-python.sh
+PY_INPUTS := pyproject.toml images/triton/pyproject.toml requirements/models.txt requirements/models-nodeps.txt scripts/install-python.sh
 
 .PHONY: help up install install-test ui-build test test-lint test-types test-unit test-integration \
-        test-ui test-e2e test-chart test-infra tools-integration tools-e2e tools-chart tools-infra \
+        test-ui test-e2e test-chart test-infra test-images tools-integration tools-e2e tools-chart tools-infra \
         bench-models eval-retrieval bench-retrieval bench-voice clean
 
 help: ## list the targets
@@ -42,7 +42,7 @@ ui-build: ## build the UI static export ui/out (served by the gateway); incremen
 	@if [ -f ui/package.json ]; then scripts/build-ui.sh build; fi
 
 ## ---- test -----------------------------------------------------------------------------
-test: install-test ## every tier: lint, types, unit, integration, ui, e2e, chart, infra
+test: install-test ## every tier: lint, types, unit, integration, ui, e2e, chart, infra, images (last: the slowest)
 	$(MAKE) test-lint
 	$(MAKE) test-types
 	$(MAKE) test-unit
@@ -51,6 +51,7 @@ test: install-test ## every tier: lint, types, unit, integration, ui, e2e, chart
 	$(MAKE) test-e2e
 	$(MAKE) test-chart
 	$(MAKE) test-infra
+	$(MAKE) test-images
 
 test-lint: install-test ## ruff
 	$(BIN)/ruff check .
@@ -89,6 +90,10 @@ tools-infra:
 
 test-infra: install-test tools-infra ## terraform, Dockerfiles, workflows
 	scripts/pytest-tier infra $(PYTEST_ARGS)
+
+test-images: install-test tools-chart tools-integration ## build the images with podman, run the chart's CPU scenario, answer a spoken turn -> build/images/report.json
+	scripts/images/build.sh
+	scripts/pytest-tier images $(PYTEST_ARGS)
 
 ## ---- measure ----------------------------------------------------------------------------
 bench-models: install-test tools-integration ## model latency through Triton vs in-process -> build/bench/models.json

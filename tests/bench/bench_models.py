@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from orchestrator.models.asr_stream import AsrStream, Segment, StreamOptions
-from orchestrator.models.manifest import PROFILE_ENV, load_manifest
-from orchestrator.models.resolve import resolve_model
 from orchestrator.stack.ports import free_port
 from orchestrator.stack.triton import TritonServer
 from tests.speech import speak_pcm16
+from voicebot_models.asr_stream import AsrStream, Segment, StreamOptions
+from voicebot_models.manifest import PROFILE_ENV, load_manifest
+from voicebot_models.resolve import resolve_model
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "images" / "triton" / "models"

@@ -1001,8 +1001,8 @@ def main(argv: list[str] | None = None) -> int:
     turns = parse_per_n(args.turns, args.concurrency, "turns")
     docs = [REPO / "docs" / "architecture.md", REPO / "docs" / "models.md"] if args.quick else [REPO / "docs"]
 
-    from orchestrator.models.manifest import PROFILE_ENV, load_manifest
     from tests.speech import speak_pcm16
+    from voicebot_models.manifest import PROFILE_ENV, load_manifest
 
     profile = load_manifest().profile(None)
     os.environ[PROFILE_ENV] = profile.name

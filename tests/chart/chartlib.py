@@ -20,6 +20,16 @@ SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").g
 RELEASE = "vb"
 NAMESPACE = "voicebot"
 PREFIX = f"{RELEASE}-voicebot"
+# The custom resources' APIs a cluster with the Prometheus Operator serves; the chart renders its
+# monitors and rules only where they exist (.Capabilities), so renders name them like a real cluster.
+API_VERSIONS = (
+    "--api-versions",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "--api-versions",
+    "monitoring.coreos.com/v1/PodMonitor",
+    "--api-versions",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
 
 Obj = dict[str, Any]
 
@@ -50,7 +60,7 @@ def run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 
 def helm_template(*args: str) -> subprocess.CompletedProcess[str]:
-    return run([helm_bin(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args])
+    return run([helm_bin(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *API_VERSIONS, *args])
 
 
 @dataclass

@@ -79,6 +79,10 @@ def test_dockerfile_hygiene(dockerfile: Path) -> None:
             )
         if line.startswith("FROM "):
             image = line.split()[1]
+            if arg := re.fullmatch(r"\$\{(\w+)\}", image):  # a base given as a build ARG: its default
+                default = re.search(rf"^ARG {arg.group(1)}=(\S+)$", text, re.M)
+                assert default, f"{dockerfile.name}: FROM {image} without an ARG default"
+                image = default.group(1)
             assert re.search(r":[0-9][\w.-]*$|@sha256:[a-f0-9]{64}$", image), f"unpinned base {image}"
     assert re.search(r"^USER 10001", text, re.M), "runs as the non-root UID 10001"
     assert "HEALTHCHECK" in text
@@ -86,7 +90,8 @@ def test_dockerfile_hygiene(dockerfile: Path) -> None:
 
 def test_gateway_image_contract() -> None:
     text = (REPO / "images" / "gateway" / "Dockerfile").read_text()
-    assert "FROM node:" in text  # the UI stage
+    assert re.search(r"^ARG NODE_BASE=node:\S+$", text, re.M)  # the UI stage
+    assert re.search(r"^ARG PYTHON_BASE=python:3\.11\.\d+-slim-bookworm$", text, re.M)
     assert "ui/package.json" in text  # tolerates a missing UI
     assert "pip install /src" in text
     assert 'ENTRYPOINT ["voicebot"]' in text
@@ -97,12 +102,14 @@ def test_gateway_image_contract() -> None:
 def test_triton_image_contract() -> None:
     plain = (REPO / "images" / "triton" / "Dockerfile").read_text()
     vllm = (REPO / "images" / "triton" / "Dockerfile.vllm").read_text()
-    assert re.search(r"^FROM nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3$", plain, re.M)
-    assert re.search(r"^FROM nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-vllm-python-py3$", vllm, re.M)
+    assert re.search(r"^ARG TRITON_BASE=nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3$", plain, re.M)
+    assert re.search(r"^ARG TRITON_BASE=nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-vllm-python-py3$", vllm, re.M)
     assert "images/triton/models /opt/voicebot/models" in plain
     assert "images/triton/models-vllm /opt/voicebot/models-vllm" in vllm
+    assert "requirements/models.txt" in plain
+    assert "requirements/models-vllm.txt" in vllm
     for text in (plain, vllm):
-        assert "requirements/models.txt" in text
+        assert re.search(r"^FROM \$\{TRITON_BASE\}$", text, re.M)
         assert "VOICEBOT_WEIGHTS_DIR=/weights" in text
         assert "EXPOSE 8000 8001 8002" in text
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from typing import Any
 
 import pytest
@@ -22,9 +23,12 @@ from chartlib import (
     run,
 )
 
-from tests.contracts import PLATFORM_CHART_VALUES, TRITON_SCHEDULING
+from tests.contracts import PLATFORM_CHART_VALUES, REPO, TRITON_SCHEDULING
 
 GPU = "nvidia.com/gpu"
+# The default scenario: the chart's defaults plus the one value they require (a hub token Secret).
+DEFAULTS = ("-f", str(CHART / "ci" / "default-values.yaml"))
+TRITON_CONTAINERS = {"triton", "kserve-container"}
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -261,7 +265,7 @@ def test_standard_labels_everywhere(render: Render) -> None:
 
 def test_config_checksum_rolls_the_gateway() -> None:
     def checksum(*args: str) -> str:
-        proc = helm_template("--show-only", "templates/gateway/deployment.yaml", *args)
+        proc = helm_template("--show-only", "templates/gateway/deployment.yaml", *DEFAULTS, *args)
         assert proc.returncode == 0, proc.stderr
         return yaml.safe_load(proc.stdout)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
@@ -277,29 +281,36 @@ def test_extra_objects_are_rendered(renders: dict[str, Render]) -> None:
 
 
 def test_gpu_scheduling_only_on_triton(render: Render) -> None:
+    """GPUs only for Triton; GPU-node scheduling for Triton and the model-fetch Job (whose claim must
+    bind in a zone with GPU nodes); the RuntimeClass, when set, only on Triton."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    scenario = yaml.safe_load((CHART / "ci" / f"{render.scenario}-values.yaml").read_text()) or {}
+    runtime_class = scenario.get("triton", {}).get("runtimeClassName", values["triton"]["runtimeClassName"])
+    gpus = scenario.get("triton", {}).get("gpu", {}).get("count", values["triton"]["gpu"]["count"])
     seen_triton = False
     for obj, meta, spec in workload_pods(render):
-        is_triton = (
-            obj["kind"] != "ServingRuntime" and meta["labels"]["app.kubernetes.io/component"] == "triton"
-        )
+        component = meta["labels"].get("app.kubernetes.io/component")
+        is_triton = obj["kind"] != "ServingRuntime" and component == "triton"
+        on_gpu_nodes = is_triton or component == "model-fetch"
         seen_triton |= is_triton
         for c in containers(spec):
             wants_gpu = GPU in json.dumps(c.get("resources", {}))
-            assert wants_gpu == (c["name"] == "triton"), f"{obj['metadata']['name']} {c['name']}"
+            assert wants_gpu == (c["name"] in TRITON_CONTAINERS and gpus > 0), (
+                f"{obj['metadata']['name']} {c['name']}"
+            )
         if obj["kind"] == "ServingRuntime":
             continue
-        assert bool(spec.get("runtimeClassName")) == is_triton, obj["metadata"]["name"]
-        assert ("voicebot.dev/node-pool" in spec.get("nodeSelector", {})) == is_triton, obj["metadata"][
-            "name"
-        ]
-        assert (GPU in json.dumps(spec.get("tolerations", []))) == is_triton, obj["metadata"]["name"]
-        if is_triton:
+        assert spec.get("runtimeClassName") == ((runtime_class or None) if is_triton else None)
+        name = obj["metadata"]["name"]
+        assert ("voicebot.dev/node-pool" in spec.get("nodeSelector", {})) == on_gpu_nodes, name
+        assert (GPU in json.dumps(spec.get("tolerations", []))) == on_gpu_nodes, name
+        if on_gpu_nodes:
             assert spec["nodeSelector"] == TRITON_SCHEDULING["nodeSelector"]
             assert spec["tolerations"] == TRITON_SCHEDULING["tolerations"]
     for _obj, _, spec in workload_pods(render):
         for c in spec.get("containers", []):
-            if c["name"] == "triton":
-                assert c["resources"]["limits"][GPU] == 1
+            if c["name"] in TRITON_CONTAINERS:
+                assert c["resources"]["limits"].get(GPU, 0) == gpus
     assert seen_triton
 
 
@@ -353,10 +364,21 @@ def test_cli_jobs_use_the_gateway_image_and_commands(renders: dict[str, Render])
         r.get("Job", f"{PREFIX}-ingest-once")["metadata"]["annotations"]["helm.sh/hook"]
         == "post-install,post-upgrade"
     )
+
+
+def test_model_fetch_runs_in_the_triton_image_that_can_fetch(renders: dict[str, Render]) -> None:
+    """The fetch needs the model-server package and huggingface_hub: the Triton image has both."""
+    r = renders["default"]
+    triton_image = r.get("Deployment", f"{PREFIX}-triton")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
     fetch = next(j for j in r.of_kind("Job") if "model-fetch" in j["metadata"]["name"])
     c = fetch["spec"]["template"]["spec"]["containers"][0]
-    assert c["image"] == gateway_image
-    assert "voicebot models fetch --profile" in c["args"][0]
+    assert c["image"] == triton_image
+    command = c["args"][0].split()[0]
+    scripts = tomllib.loads((REPO / "images" / "triton" / "pyproject.toml").read_text())["project"]["scripts"]
+    assert command in scripts, f"{command} is not a console script of voicebot-models"
+    assert "fetch --profile" in c["args"][0]
     assert "--dest /weights" in c["args"][0]
 
 
@@ -385,11 +407,11 @@ def test_triton_contract(renders: dict[str, Render]) -> None:
     dep = renders["default"].get("Deployment", f"{PREFIX}-triton")
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["tritonserver"]
-    assert "--model-repository=/opt/voicebot/models" in c["args"]
+    assert "--model-repository=/opt/voicebot/models-vllm" in c["args"]  # the GPU default: vLLM
     assert {p["containerPort"] for p in c["ports"]} == {8000, 8001, 8002}
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["VOICEBOT_WEIGHTS_DIR"] == "/weights"
-    assert env["VOICEBOT_MODEL_PROFILE"] == "production"
+    assert env["VOICEBOT_MODEL_PROFILE"]  # that it exists and fits: test_chart_profiles.py
     assert {"name": "weights", "mountPath": "/weights", "readOnly": True} in c["volumeMounts"]
     prod = renders["production"].get("Deployment", f"{PREFIX}-triton")["spec"]["template"]["spec"][
         "containers"
@@ -479,7 +501,18 @@ def test_dashboard_covers_the_metrics(renders: dict[str, Render]) -> None:
 
 
 def test_notes_print_the_next_commands() -> None:
-    proc = run([helm_bin(), "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client"])
+    proc = run(
+        [
+            helm_bin(),
+            "install",
+            RELEASE,
+            str(CHART),
+            "-n",
+            NAMESPACE,
+            "--dry-run=client",
+            *DEFAULTS,
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert f"helm test {RELEASE} -n {NAMESPACE}" in notes

@@ -19,9 +19,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from orchestrator.models.resolve import resolve_model
 from orchestrator.stack.triton import TritonServer
 from tests.speech import resample_pcm16, speak_pcm16
+from voicebot_models.resolve import resolve_model
 
 SENTENCES = [
     "Please hold the button while you ask your question.",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.models.manifest import load_manifest
+from voicebot_models.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2] / "images" / "triton"
 CPU = ROOT / "models"

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from orchestrator.models.asr_stream import SAMPLE_RATE, AsrStream, Segment, StreamOptions
-from orchestrator.models.serving import (
+from voicebot_models.asr_stream import SAMPLE_RATE, AsrStream, Segment, StreamOptions
+from voicebot_models.serving import (
     InputError,
     ModelParameters,
     decode_text,

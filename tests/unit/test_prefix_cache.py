@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.models.prefix_cache import PrefixCache, common_prefix
+from voicebot_models.prefix_cache import PrefixCache, common_prefix
 
 
 def test_common_prefix() -> None:

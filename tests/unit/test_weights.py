@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.models import commands
-from orchestrator.models.fetch import fetch
-from orchestrator.models.manifest import (
+from voicebot_models import commands
+from voicebot_models.fetch import fetch
+from voicebot_models.manifest import (
     DEFAULT_MANIFEST,
     HubSource,
     ManifestError,
     load_manifest,
     parse_manifest,
 )
-from orchestrator.models.resolve import WeightsNotFoundError, resolve_entry, resolve_model
+from voicebot_models.resolve import WeightsNotFoundError, resolve_entry, resolve_model
 
 
 @pytest.fixture
@@ -354,3 +354,29 @@ def test_register_adds_a_models_group() -> None:
     assert isinstance(args.func, types.FunctionType)
     assert args.dest == Path("/tmp/x")
     assert args.source is None
+
+
+def test_fetch_of_a_gated_repository_without_a_token_says_what_to_set(
+    packages: Path, manifest_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = manifest_file.read_text().replace(
+        'hub = { repo = "org/model", files = ["onnx/model.onnx"] }',
+        'hub = { repo = "org/model", files = ["onnx/model.onnx"], gated = true }',
+    )
+    gated = tmp_path / "gated.toml"
+    gated.write_text(text)
+    manifest = load_manifest(gated)
+    assert manifest.entry("hubonly").hub.gated  # type: ignore[union-attr]
+    calls: list[HubSource] = []
+
+    def fake_hub(hub: HubSource, dest: Path) -> None:
+        calls.append(hub)
+        (dest / "model.onnx").write_bytes(b"onnx")
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(WeightsNotFoundError, match=r"org/model is gated: set HF_TOKEN.*hubTokenSecret"):
+        fetch(manifest, "small", tmp_path / "v", only=("embed",), hub_download=fake_hub)
+    assert not calls
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    fetch(manifest, "small", tmp_path / "v", only=("embed",), hub_download=fake_hub)
+    assert len(calls) == 1

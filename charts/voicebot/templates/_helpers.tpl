@@ -52,6 +52,21 @@ app.kubernetes.io/part-of: voicebot
 {{- end }}
 {{- end }}
 
+{{/*
+Pod template labels: the standard labels without helm.sh/chart and app.kubernetes.io/version, which
+change with every chart release and would restart Triton (minutes of model loading) and Postgres on
+upgrades that change nothing they run. Image or config changes roll pods through the pod spec and
+the checksum annotations instead.
+*/}}
+{{- define "voicebot.podLabels" -}}
+{{ include "voicebot.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: voicebot
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{/* An image reference: repository:tag, or repository@digest when a digest is set. */}}
 {{- define "voicebot.image" -}}
 {{- if .digest -}}
@@ -198,6 +213,46 @@ password with Kubernetes' $(VAR) expansion, so an existing password secret works
 {{- end -}}
 {{- if and (eq .Values.triton.mode "kserve") .Values.triton.autoscaling.enabled (eq .Values.triton.autoscaling.mode "hpa") -}}
 {{- $messages = append $messages "triton.autoscaling.mode=hpa is for triton.mode=deployment; with KServe use mode=keda (or KServe's own autoscaling)" -}}
+{{- end -}}
+{{- $otel := .Values.gateway.config.otel -}}
+{{- if and (eq $otel.exporter "otlp") (regexMatch ":4317(/|$)" $otel.endpoint) -}}
+{{- $messages = append $messages (printf "gateway.config.otel.endpoint=%s: the gateway exports OTLP over HTTP (protobuf), port 4318 with the path /v1/traces (e.g. http://otel-collector.observability.svc:4318/v1/traces); 4317 is OTLP/gRPC" $otel.endpoint) -}}
+{{- end -}}
+{{- /* The profile against what the manifest says of it (files/profiles.json, synced from
+images/triton/voicebot_models/manifest.toml by scripts/sync-chart-profiles.py). */ -}}
+{{- $catalog := .Files.Get "files/profiles.json" | fromJson -}}
+{{- $profile := get $catalog.profiles .Values.models.profile -}}
+{{- if $profile -}}
+{{- $formats := get $catalog.modelRepositories .Values.triton.modelRepository -}}
+{{- if and $formats (not (has $profile.llmFormat $formats)) -}}
+{{- $messages = append $messages (printf "models.profile=%s has a %s LLM, which the llm backend of triton.modelRepository=%s cannot load (it loads %s): pair the gpu profile with the triton-vllm image and /opt/voicebot/models-vllm, a CPU profile with the triton image and /opt/voicebot/models" .Values.models.profile $profile.llmFormat .Values.triton.modelRepository (join ", " $formats)) -}}
+{{- end -}}
+{{- if and (eq .Values.models.source "hub") $profile.gatedRepos (not .Values.models.fetch.hubTokenSecret) -}}
+{{- $messages = append $messages (printf "models.fetch.hubTokenSecret: required for models.profile=%s, whose hub repositories are gated (%s): accept their licence on huggingface.co, then `kubectl create secret generic <name> --from-literal=token=hf_...` and set models.fetch.hubTokenSecret=<name> (or use models.source=volume)" .Values.models.profile (join ", " $profile.gatedRepos)) -}}
+{{- end -}}
+{{- end -}}
+{{- /* The weights claim: ReadWriteOnce attaches to one node, so every pod that mounts it at once
+(Triton replicas, a surge pod during a rolling update, KServe's predictor rollout) must share a
+node; on GPU nodes with one GPU each that never holds. */ -}}
+{{- $modes := .Values.models.weights.accessModes -}}
+{{- $known := not .Values.models.weights.existingClaim -}}
+{{- if .Values.models.weights.existingClaim -}}
+{{- /* An existing claim's modes are known at install time only (helm template cannot look up). */ -}}
+{{- with lookup "v1" "PersistentVolumeClaim" .Release.Namespace .Values.models.weights.existingClaim -}}
+{{- $modes = .spec.accessModes -}}
+{{- $known = true -}}
+{{- end -}}
+{{- end -}}
+{{- if and $known (not (or (has "ReadWriteMany" $modes) (has "ReadOnlyMany" $modes))) -}}
+{{- $as := .Values.triton.autoscaling -}}
+{{- $most := ternary (int $as.maxReplicas) (int .Values.triton.replicas) (and $as.enabled true) -}}
+{{- $why := list -}}
+{{- if gt $most 1 -}}{{- $why = append $why (printf "Triton may run %d replicas (triton.replicas / triton.autoscaling.maxReplicas)" $most) -}}{{- end -}}
+{{- if and (eq .Values.triton.mode "deployment") (eq .Values.triton.updateStrategy.type "RollingUpdate") -}}{{- $why = append $why "triton.updateStrategy.type=RollingUpdate starts a second pod before the first stops" -}}{{- end -}}
+{{- if eq .Values.triton.mode "kserve" -}}{{- $why = append $why "KServe rolls its predictor Deployment with a surge pod" -}}{{- end -}}
+{{- if $why -}}
+{{- $messages = append $messages (printf "models.weights.accessModes=%s: only one node can mount the weights, but %s: use ReadWriteMany with a storageClassName that provides it (EFS on EKS: terraform/ creates one), or one replica with updateStrategy Recreate" (toJson $modes) (join "; " $why)) -}}
+{{- end -}}
 {{- end -}}
 {{- if $messages -}}
 {{- printf "\n\nVALUES VALIDATION:\n  - %s" (join "\n  - " $messages) | fail -}}

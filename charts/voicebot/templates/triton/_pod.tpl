@@ -1,6 +1,8 @@
 {{/* The Triton container (shared by the Deployment and the KServe ServingRuntime). */}}
 {{- define "voicebot.triton.container" -}}
-name: triton
+{{- /* KServe finds the model server of a runtime by this name (constants.InferenceServiceContainerName)
+and refuses or misconfigures a runtime without it. */}}
+name: {{ eq .Values.triton.mode "kserve" | ternary "kserve-container" "triton" }}
 image: {{ include "voicebot.tritonImage" . | quote }}
 imagePullPolicy: {{ .Values.triton.image.pullPolicy }}
 command: ["tritonserver"]

@@ -6,7 +6,7 @@ at START: words the speech is likely to contain, e.g. the document collection's 
 decoder is biased towards them, `vocabulary_mode`) -> `transcript` TYPE_STRING [1],
 `is_final` TYPE_BOOL [1], `segments` TYPE_STRING [1] (JSON list of {start, end, text}).
 Triton's sequence batcher supplies START, END and CORRID; the model keeps one
-`orchestrator.models.asr_stream.AsrStream` per CORRID (see that module for what is re-decoded).
+`voicebot_models.asr_stream.AsrStream` per CORRID (see that module for what is re-decoded).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from faster_whisper import WhisperModel
 
-from orchestrator.models.asr_stream import AsrStream, Segment, StreamOptions
-from orchestrator.models.resolve import resolve_model
-from orchestrator.models.serving import InputError, ModelParameters, single_text
+from voicebot_models.asr_stream import AsrStream, Segment, StreamOptions
+from voicebot_models.resolve import resolve_model
+from voicebot_models.serving import InputError, ModelParameters, single_text
 
 STATE_IDLE_FACTOR = 10
 MAX_LANGUAGE_CHARS = 16

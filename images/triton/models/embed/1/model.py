@@ -15,8 +15,8 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
-from orchestrator.models.resolve import resolve_model
-from orchestrator.models.serving import InputError, ModelParameters, decode_text
+from voicebot_models.resolve import resolve_model
+from voicebot_models.serving import InputError, ModelParameters, decode_text
 
 
 class TritonPythonModel:

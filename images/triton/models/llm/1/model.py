@@ -9,7 +9,7 @@ Without streaming, one response holds the whole text (prefixed by the prompt unl
 `exclude_input_in_output`, as vLLM).
 
 Prefix caching (as vLLM's automatic prefix caching): the key/value state of each prompt is saved
-(orchestrator/models/prefix_cache.py) and restored for a later prompt that starts the same way,
+(images/triton/voicebot_models/prefix_cache.py) and restored for a later prompt that starts the same way,
 so only the new tokens are evaluated. The gateway warms a turn's prompt prefix while the user is
 still speaking with a `max_tokens: 1` request; at the release only the question is left to read.
 `num_cached_tokens` says how many prompt tokens were not evaluated again. The prompt is evaluated
@@ -30,9 +30,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from llama_cpp import Llama
 
-from orchestrator.models.prefix_cache import PrefixCache, common_prefix
-from orchestrator.models.resolve import resolve_model
-from orchestrator.models.serving import (
+from voicebot_models.prefix_cache import PrefixCache, common_prefix
+from voicebot_models.resolve import resolve_model
+from voicebot_models.serving import (
     InputError,
     ModelParameters,
     parse_sampling_parameters,

@@ -20,8 +20,8 @@ import triton_python_backend_utils as pb_utils
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
 
-from orchestrator.models.resolve import resolve_model
-from orchestrator.models.serving import InputError, ModelParameters, single_scalar, single_text
+from voicebot_models.resolve import resolve_model
+from voicebot_models.serving import InputError, ModelParameters, single_scalar, single_text
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 MAX_VOICE_CHARS = 128

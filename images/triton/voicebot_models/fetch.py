@@ -10,6 +10,7 @@ a read-only share). Entries already complete in ``dest`` are skipped, so a re-ru
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.models.manifest import SOURCE_KINDS, HubSource, Manifest, SourceKind, WeightsEntry
-from orchestrator.models.resolve import WeightsNotFoundError, assemble_package, missing_files
+from voicebot_models.manifest import SOURCE_KINDS, HubSource, Manifest, SourceKind, WeightsEntry
+from voicebot_models.resolve import WeightsNotFoundError, assemble_package, missing_files
 
 log = logging.getLogger(__name__)
+TOKEN_ENV = "HF_TOKEN"  # noqa: S105  (the name of the variable, not a secret)
 
 
 class HubDownloader(Protocol):
@@ -72,6 +74,13 @@ def _fetch_entry(
     problems: list[str] = []
     for kind in order:
         if kind == "hub" and entry.hub is not None:
+            if entry.hub.gated and not os.environ.get(TOKEN_ENV):
+                # Without a token the hub answers 401 after a long retry loop; say what to set instead.
+                problems.append(
+                    f"{entry.hub.repo} is gated: set {TOKEN_ENV} to a token of an account that accepted "
+                    f"its licence (chart: models.fetch.hubTokenSecret)"
+                )
+                continue
             dest.mkdir(parents=True, exist_ok=True)
             hub_download(entry.hub, dest)
         elif kind == "package" and entry.package is not None:

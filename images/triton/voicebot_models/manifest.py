@@ -9,17 +9,22 @@ files come from:
 - ``path``: a folder under ``VOICEBOT_WEIGHTS_DIR`` (a volume filled by ``fetch`` or pre-populated
   for air-gapped clusters).
 
-This module only parses; :mod:`orchestrator.models.resolve` turns an entry into files on disk.
+This module only parses; :mod:`voicebot_models.resolve` turns an entry into files on disk.
 It imports nothing heavy, so the Triton ``model.py`` files can use it.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the Triton 24.x bases run the models with Python 3.10
+    import tomli as tomllib
 
 DEFAULT_MANIFEST = Path(__file__).with_name("manifest.toml")
 MODEL_NAMES = ("asr", "llm", "tts", "embed")
@@ -67,6 +72,9 @@ class HubSource:
     revision: str | None = None
     files: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
+    gated: bool = (
+        False  # the hub serves it only with a token (HF_TOKEN) of an account that accepted its licence
+    )
 
 
 @dataclass(frozen=True)
@@ -193,9 +201,13 @@ def _hub(table: Any, where: str) -> HubSource | None:
     revision = table.get("revision")
     if revision is not None and not isinstance(revision, str):
         raise ManifestError(f"{where}.hub: `revision` must be a string")
+    gated = table.get("gated", False)
+    if not isinstance(gated, bool):
+        raise ManifestError(f"{where}.hub: `gated` must be true or false")
     return HubSource(
         repo=_str(table, "repo", f"{where}.hub"),
         revision=revision,
+        gated=gated,
         files=_str_tuple(table, "files", f"{where}.hub"),
         allow=_str_tuple(table, "allow", f"{where}.hub"),
     )

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.models.manifest import (
+from voicebot_models.manifest import (
     WEIGHTS_DIR_ENV,
     ManifestError,
     PackageSource,

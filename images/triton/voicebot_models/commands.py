@@ -1,4 +1,5 @@
-"""The ``voicebot models`` command group: ``list`` the profiles and ``fetch`` their weights."""
+"""``voicebot-models`` (also ``voicebot models`` where the gateway CLI is installed beside it):
+``list`` the profiles and ``fetch`` their weights."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from orchestrator.models.fetch import FetchResult, fetch
-from orchestrator.models.manifest import SOURCE_KINDS, ManifestError, SourceKind, load_manifest
-from orchestrator.models.resolve import WeightsNotFoundError, resolve_entry
+from voicebot_models.fetch import FetchResult, fetch
+from voicebot_models.manifest import SOURCE_KINDS, ManifestError, SourceKind, load_manifest
+from voicebot_models.resolve import WeightsNotFoundError, resolve_entry
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``models list`` and ``models fetch`` to the ``voicebot`` command line."""
     models = subparsers.add_parser("models", help="model weights: list profiles, fetch weights")
-    sub = models.add_subparsers(dest="models_command", required=True)
+    add_commands(models.add_subparsers(dest="models_command", required=True))
 
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``list`` and ``fetch`` to a parser (``voicebot models`` or ``voicebot-models``)."""
     listing = sub.add_parser("list", help="profiles, their weights, sources and local availability")
     listing.add_argument("--manifest", type=Path, help="weights manifest (default: the built-in one)")
     listing.set_defaults(func=_list)
@@ -88,9 +92,9 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command group on its own (``python -m orchestrator.models.commands``)."""
-    parser = argparse.ArgumentParser(prog="voicebot")
-    register(parser.add_subparsers(dest="command", required=True))
+    """``voicebot-models``: the command group on its own (the chart's model-fetch Job runs it)."""
+    parser = argparse.ArgumentParser(prog="voicebot-models")
+    add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args))
 
