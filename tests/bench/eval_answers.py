@@ -232,6 +232,21 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> flo
     return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
 
 
+def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Server-Sent Events as (event name, JSON data), in order; `message` when unnamed."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    for block in re.split(r"\r?\n\r?\n", text):
+        name, data = "message", []
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events
+
+
 @dataclass(frozen=True)
 class SpeechPlan:
     voice: str
@@ -708,6 +723,33 @@ class Asker:
         self._judge(q, result)
         return result
 
+    async def text_sse(self, client: Any, q: Question) -> PathResult:
+        """POST /v1/chat (`--text-api chat`): the product's own typed API, whose `sources` event
+        lets typed answers' citations be checked while the completions response has none."""
+        result = PathResult()
+        began = time.perf_counter()
+        try:
+            response = await client.post(
+                f"{self.stack.gateway_url}/v1/chat", json={"message": q.question}, timeout=CHAT_TIMEOUT_S
+            )
+            result.chat_ms = round((time.perf_counter() - began) * 1000, 1)
+            if response.status_code != 200:
+                result.error = f"http {response.status_code}: {response.text[:200]}"
+            declined = None
+            for name, data in parse_sse(response.text) if not result.error else []:
+                if name == "sources" and data.get("available"):
+                    result.sources = list(data.get("sources") or [])
+                elif name == "done":
+                    result.answer = str(data.get("text") or "")
+                    declined = data.get("declined")
+                elif name == "error":
+                    result.error = f"{data.get('code')}: {data.get('message')}"
+            result.declined = is_decline(result.answer, declined)
+        except Exception as e:  # a failed request is this question's error, not the run's
+            result.error = f"{type(e).__name__}: {e}"
+        self._judge(q, result)
+        return result
+
     async def voice(self, q: Question, utterance: Utterance) -> PathResult:
         """One push-to-talk turn in a new session (no history from other questions)."""
         result = PathResult()
@@ -785,7 +827,11 @@ def chunks_per_corpus(
 
 
 async def run(
-    stack: EvalStack, questions: Sequence[Question], paths: Sequence[str], corpora: Sequence[str]
+    stack: EvalStack,
+    questions: Sequence[Question],
+    paths: Sequence[str],
+    corpora: Sequence[str],
+    text_api: str = "completions",
 ) -> tuple[list[QuestionRecord], dict[str, int]]:
     import httpx
     import psycopg
@@ -834,7 +880,8 @@ async def run(
         _say(f"==> text path: {len(questions)} questions")
         async with httpx.AsyncClient() as client:
             for i, (q, r) in enumerate(zip(questions, records, strict=True)):
-                r.text = await asker.text(client, q)
+                ask = asker.text if text_api == "completions" else asker.text_sse
+                r.text = await ask(client, q)
                 progress("text", i, r, r.text)
     if "voice" in paths:
         _say(f"==> voice path: {len(questions)} questions")
@@ -885,6 +932,13 @@ def main(argv: list[str] | None = None) -> int:
         help="only this corpus (repeatable); its pages alone are ingested. The general questions "
         "the corpora do not answer are always asked",
     )
+    parser.add_argument(
+        "--text-api",
+        choices=["completions", "chat"],
+        default="completions",
+        help="the text path's API: POST /v1/chat/completions (default) or the SSE POST /v1/chat, "
+        "whose sources event makes typed answers' citations checkable",
+    )
     parser.add_argument("--limit", type=int, help="at most N questions, taken round robin over the corpora")
     parser.add_argument("--questions", type=Path, default=QUESTIONS)
     parser.add_argument(
@@ -922,7 +976,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     with eval_stack(docs, args.keep_stack, profile.name) as stack:
         _say(f"    {stack.chunks} chunks of {', '.join(chosen_corpora)} in the store")
-        records, chunks = asyncio.run(run(stack, questions, paths, chosen_corpora))
+        records, chunks = asyncio.run(run(stack, questions, paths, chosen_corpora, args.text_api))
     figures = all_figures(records, paths)
     report: dict[str, Any] = {
         "eval": "answer quality of the product on foreign corpora (docs/quality.md)",
@@ -954,6 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "split": args.split,
             "paths": paths,
+            "text_api": "/v1/chat/completions" if args.text_api == "completions" else "/v1/chat (SSE)",
             "corpora": [
                 {k: c[k] for k in ("name", "package", "written_against")} | {"pages": len(c["pages"])}
                 for c in corpora

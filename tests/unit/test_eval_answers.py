@@ -28,6 +28,7 @@ from tests.bench.eval_answers import (
     matches_keywords,
     missed_groups,
     normalise,
+    parse_sse,
     resolve_passage,
     select,
     speech_plan,
@@ -166,6 +167,19 @@ def test_resolve_passage_from_the_snippet() -> None:
     assert resolve_passage(elsewhere, chunks) is None
     assert resolve_passage({"source": "file:///c/git/git-reset.html", "snippet": ""}, chunks) is None
     assert resolve_passage({"text": "the whole passage", "snippet": "x"}, chunks) == "the whole passage"
+
+
+def test_parse_sse_reads_the_chat_stream() -> None:
+    stream = (
+        'event: sources\ndata: {"type": "sources", "available": true, "sources": [{"n": 1}]}\n\n'
+        'event: delta\ndata: {"type": "answer.delta", "text": "Use"}\n\n'
+        'event: done\r\ndata: {"type": "answer.done", "text": "Use reset [1]."}\r\n\r\n'
+        'data: {"unnamed": 1}\n\n'
+    )
+    events = parse_sse(stream)
+    assert [name for name, _ in events] == ["sources", "delta", "done", "message"]
+    assert events[0][1]["sources"] == [{"n": 1}]
+    assert events[2][1]["text"] == "Use reset [1]."
 
 
 # ---- WER, speech, verdicts ----------------------------------------------------------------------
