@@ -965,7 +965,7 @@ def main(argv: list[str] | None = None) -> int:
     if not questions:
         parser.error("no question is left after --split/--corpus/--limit")
 
-    from orchestrator.models.manifest import PROFILE_ENV, load_manifest
+    from voicebot_models.manifest import PROFILE_ENV, load_manifest
 
     profile = load_manifest().profile(None)
     os.environ[PROFILE_ENV] = profile.name
