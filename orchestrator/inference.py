@@ -122,10 +122,11 @@ def _first_int(result: Any, name: str) -> int | None:
     return int(array.reshape(-1)[0]) if array is not None and array.size else None
 
 
-@dataclass
+@dataclass(eq=False)  # by identity: kept in a set while in flight
 class _Speculative:
     prompt: str
     task: asyncio.Task[Any] | None = field(default=None)
+    yielded: bool = False  # cancelled to make way for a real generation
 
 
 class ModelClients:
@@ -242,6 +243,7 @@ class ModelClients:
         try:
             for spec in list(self._speculative):
                 if spec.task is not None and not prompt.startswith(spec.prompt):
+                    spec.yielded = True
                     spec.task.cancel()
             sampling = {
                 "temperature": temperature,
@@ -290,7 +292,7 @@ class ModelClients:
             async for _ in self._stream(self.llm_model, inputs, convert):
                 pass
         except asyncio.CancelledError:
-            if self.real_in_flight():  # cancelled for a real turn: by design, not our caller's cancel
+            if spec.yielded:  # cancelled for a real turn: by design, not our caller's cancel
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
