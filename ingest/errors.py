@@ -26,17 +26,21 @@ class EmbeddingUnavailable(IngestError):
 
 
 class DocumentError(IngestError):
-    """A single file could not be ingested; the run reports it and carries on with the others."""
+    """A single file could not be ingested; the run reports it and carries on with the others.
+
+    `code` is the stable word the documents API and `voicebot ingest --json` report for it."""
+
+    code = "unreadable"
 
 
 class UnsupportedFormat(DocumentError):
     """The file's extension is not one the loaders read (.md, .markdown, .txt, .html, .htm, .pdf)."""
 
+    code = "unsupported_format"
+
 
 class ParseError(DocumentError):
     """The file has a supported extension but its content could not be read (broken PDF, binary data...)."""
-
-    code = "unreadable"
 
 
 class ParseLimitExceeded(ParseError):

@@ -86,7 +86,7 @@ class PreparedDocument:
 
 
 def prepare_document(
-    data: bytes, path: Path, limits: ParseLimits, max_tokens: int | None = None
+    data: bytes, path: Path, limits: ParseLimits, chunking: dict[str, int] | None = None
 ) -> PreparedDocument:
     """Parses and chunks one file in this process (what a worker does for each file)."""
     from ingest.chunking import Chunker, ChunkingConfig, embedding_input
@@ -95,7 +95,7 @@ def prepare_document(
     doc = parse_bytes(data, path, limits)
     # Titles and headings are shown in citations and embedded with every chunk: one line, bounded.
     title = " ".join(doc.title.replace("\x00", "").split())[:MAX_TITLE_CHARS] or path.name
-    config = ChunkingConfig() if max_tokens is None else ChunkingConfig(max_tokens=max_tokens)
+    config = ChunkingConfig(**(chunking or {}))
     chunks = [c for c in Chunker(config).chunk(doc) if c.text.replace("\x00", "").strip()]
     prepared = []
     for position, chunk in enumerate(chunks):
@@ -177,7 +177,7 @@ def _worker_main(memory_bytes: int) -> int:
         _set_cpu_limit(limits.cpu_time_s)
         recycle = False
         try:
-            doc = prepare_document(data, Path(header["name"]), limits, header.get("max_tokens"))
+            doc = prepare_document(data, Path(header["name"]), limits, header.get("chunking"))
         except UnsupportedFormat as e:
             reply: dict[str, Any] = {"ok": False, "code": "unsupported_format", "message": str(e)}
         except ParseLimitExceeded as e:
@@ -289,9 +289,20 @@ class _Worker:
 
     async def kill(self) -> int:
         if self.proc.returncode is None:
+            # os.kill, not Process.kill: Popen.send_signal polls first, and a poll that reaps a
+            # worker which just died (SIGXCPU) steals its status from asyncio's child watcher
+            # (reported as 255). Signalling an unreaped, exited process is harmless.
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                os.kill(self.proc.pid, signal.SIGKILL)
         return await self.proc.wait()
+
+    async def exited(self, timeout_s: float = 5.0) -> int:
+        """The status of a worker whose pipe closed (it is exiting): its own, if it ends soon."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.proc.wait()
+        except TimeoutError:
+            return await self.kill()
 
     async def close(self) -> None:
         """Ends an idle worker: EOF on its stdin makes it exit; killed if it does not."""
@@ -318,13 +329,15 @@ class ParsePool:
         *,
         workers: int = 1,
         max_jobs_per_worker: int = DEFAULT_MAX_JOBS_PER_WORKER,
-        max_tokens: int | None = None,
+        chunking: dict[str, int] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.limits = limits
         self.max_jobs_per_worker = max_jobs_per_worker
-        self.max_tokens = max_tokens
+        # ChunkingConfig fields (max_tokens, overlap_tokens, max_chars) for the workers' chunker;
+        # None: its defaults. A change should also change the stored pipeline version.
+        self.chunking = chunking
         self.workers = workers
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -372,7 +385,7 @@ class ParsePool:
             "name": path.name,
             "size": len(data),
             "limits": self.limits.to_json(),
-            "max_tokens": self.max_tokens,
+            "chunking": self.chunking,
         }
         started = time.monotonic()
         try:
@@ -403,7 +416,7 @@ class ParsePool:
             )
             return error, False
         except (asyncio.IncompleteReadError, ConnectionError, EOFError):
-            return _death(await worker.kill(), self.limits), False
+            return _death(await worker.exited(), self.limits), False
         log.debug("parsed %s in %.3f s: %d chunks", path.name, time.monotonic() - started, len(chunks))
         document = PreparedDocument(
             str(reply["title"]), str(reply["format"]), dict(reply["metadata"]), chunks

@@ -66,7 +66,7 @@ def failed(source: str, error: DocumentError, path: Path | None = None) -> FileR
         "failed",
         error=str(error),
         path=path,
-        error_code=getattr(error, "code", "unreadable"),
+        error_code=error.code,
         error_limit=getattr(error, "limit", None),
     )
 

@@ -27,6 +27,8 @@ from tests.integration.conftest import LOG_DIR, running_gateway
 COLLECTION = "it-hostile"
 STALL_CEILING_S = 1.0  # generous: /healthz answers in milliseconds when the loop is free
 HOSTILE = cases()
+# Far above what any case takes within the limits (the slowest is stopped at VOICEBOT_PARSE_WALL_S).
+UPLOAD_TIMEOUT_S = 150
 
 
 @dataclass
@@ -75,7 +77,7 @@ def run(ingested: str, postgres: EmbeddedPostgres, triton: TritonServer) -> Iter
         sampler = Sampler(url)
         thread = threading.Thread(target=sampler.run, daemon=True)
         results: dict[str, dict[str, Any]] = {}
-        with httpx.Client(base_url=url, timeout=300) as api:
+        with httpx.Client(base_url=url, timeout=UPLOAD_TIMEOUT_S) as api:
             # A first, ordinary upload starts the parsing worker outside the sampled window.
             assert (
                 api.post(
@@ -88,13 +90,22 @@ def run(ingested: str, postgres: EmbeddedPostgres, triton: TritonServer) -> Iter
             thread.start()
             try:
                 for case in HOSTILE:
-                    response = api.post(
-                        "/v1/documents",
-                        data={"collection": COLLECTION},
-                        files=[("files", (case.name, case.data))],
-                    )
-                    assert response.status_code == 200, f"{case.name}: {response.text}"
-                    (results[case.name],) = response.json()["results"]
+                    try:
+                        response = api.post(
+                            "/v1/documents",
+                            data={"collection": COLLECTION},
+                            files=[("files", (case.name, case.data))],
+                        )
+                    except httpx.TimeoutException:
+                        results[case.name] = {
+                            "http_status": "timeout",
+                            "body": f"no answer in {UPLOAD_TIMEOUT_S} s",
+                        }
+                        continue
+                    if response.status_code == 200:
+                        (results[case.name],) = response.json()["results"]
+                    else:  # the whole request failed: that case's test says so
+                        results[case.name] = {"http_status": response.status_code, "body": response.text}
                 time.sleep(0.5)  # a few samples after the last upload
             finally:
                 sampler.stop()
@@ -107,6 +118,7 @@ def run(ingested: str, postgres: EmbeddedPostgres, triton: TritonServer) -> Iter
 @pytest.mark.parametrize("case", HOSTILE, ids=[c.name for c in HOSTILE])
 def test_hostile_upload_is_refused_clearly_or_parsed(case: Hostile, run: Run) -> None:
     result = run.results[case.name]
+    assert "http_status" not in result, f"{case.why}: the upload request failed: {result}"
     if case.code is None:
         assert result["status"] == "ingested", f"{case.why}: {result}"
         assert result["error"] is None
@@ -115,7 +127,7 @@ def test_hostile_upload_is_refused_clearly_or_parsed(case: Hostile, run: Run) ->
     assert result["document_id"] is None
     assert result["chunks"] == 0
     assert result["error"]["code"] == case.code, result["error"]
-    assert result["error"]["limit"] == case.limit, result["error"]
+    assert result["error"]["limit"] in case.limits, result["error"]
     assert result["error"]["message"]
 
 

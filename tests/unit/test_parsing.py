@@ -66,7 +66,7 @@ def test_hostile_document_is_refused_clearly_or_parsed_within_limits(
     assert outcome.code == case.code, str(outcome)
     if case.limit is not None:
         assert isinstance(outcome, ParseLimitExceeded)
-        assert outcome.limit == case.limit, str(outcome)
+        assert outcome.limit in case.limits, str(outcome)
     assert str(outcome), "the refusal says why"
 
 
@@ -120,7 +120,7 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang() -> None:
             (worker,) = pool._busy
             await asyncio.sleep(0.3)  # inside the parse
             os.kill(worker.proc.pid, signal.SIGSEGV)
-            with pytest.raises(ParserCrashed, match="parsing worker"):
+            with pytest.raises(ParserCrashed, match="SIGSEGV"):
                 await job
             doc = await pool.prepare(b"after the crash", Path("after.txt"))
             assert doc.title == "after the crash"
