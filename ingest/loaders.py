@@ -278,12 +278,12 @@ _SKIP_TAGS = {
 }  # fmt: skip
 # Site chrome that pages mark with a role, an id or a class rather than an element: navigation
 # bars, sidebars, tables of contents, footers (asciidoc's id="footer" and id="toc", Sphinx's
-# class="related" and "sphinxsidebar", skip links...).
+# class="related" and "sphinxsidebar" and the "¶" of its "headerlink" anchors, skip links...).
 _SKIP_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
 _SKIP_MARKERS = {
     "nav", "navbar", "navigation", "menu", "breadcrumb", "breadcrumbs", "sidebar", "toc", "footer",
     "footnotes", "related", "sphinxsidebar", "skip-link", "skiplink", "header-nav", "site-header",
-    "site-footer", "cookie-banner",
+    "site-footer", "cookie-banner", "headerlink",
 }  # fmt: skip
 _VOID_TAGS = {
     "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",

@@ -334,3 +334,17 @@ def test_tables_become_readable_rows() -> None:
         "Setting: workers; Default: 1; Meaning: parsing processes",
         "key: value\na: 1",
     ]
+
+
+def test_sphinx_permalinks_and_sidebars_are_dropped() -> None:
+    html = b"""<html><head><title>Intro &#8212; Python 3.11 documentation</title></head><body>
+<div class="related" role="navigation"><ul><li>index</li><li>modules</li></ul></div>
+<div class="body"><h1>Intro<a class="headerlink" href="#intro">\xc2\xb6</a></h1>
+<h2>Numbers<a class="headerlink" href="#numbers">\xc2\xb6</a></h2><p>The interpreter acts as a calculator.</p></div>
+<div class="sphinxsidebar"><h3>Navigation</h3><p>Quick search</p></div></body></html>"""
+    doc = parse_bytes(html, Path("intro.html"))
+    assert doc.title == "Intro"
+    assert [(b.kind, b.text) for b in doc.blocks] == [
+        ("heading", "Numbers"),
+        ("paragraph", "The interpreter acts as a calculator."),
+    ]
