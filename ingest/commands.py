@@ -1,7 +1,8 @@
 """`voicebot ingest PATH... [--collection NAME] [--prune]` and `voicebot db migrate`.
 
-The DSN and the Triton URL come from `orchestrator.settings.get_settings()`
-(VOICEBOT_DATABASE_URL, VOICEBOT_TRITON_URL). Exit status: 0 when every file was ingested or
+The DSN and the Triton URL come from `orchestrator.settings.get_client_settings()`
+(VOICEBOT_DATABASE_URL, VOICEBOT_TRITON_URL; unset: the local stack's), which does not ask for the
+gateway's secrets, so `voicebot ingest DIR` works in a second terminal beside `make up`. Exit status: 0 when every file was ingested or
 skipped, 1 when any file failed, 2 when the store or the embedding model is unreachable.
 """
 
@@ -68,9 +69,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _database_url() -> str:
-    from orchestrator.settings import get_settings
+    from orchestrator.settings import get_client_settings
 
-    settings = get_settings()
+    settings = get_client_settings()
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     # The local stack's embedded PostgreSQL (orchestrator/stack/postgres.py) when nothing is set.
@@ -86,9 +87,9 @@ def _parse_limits() -> ParseLimits:
 
 
 def _triton_url() -> tuple[str, float]:
-    from orchestrator.settings import get_settings
+    from orchestrator.settings import get_client_settings
 
-    settings = get_settings()
+    settings = get_client_settings()
     return settings.triton_url, settings.triton_timeout_s
 
 

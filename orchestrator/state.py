@@ -19,6 +19,7 @@ from ingest.limits import limits_from_settings
 from ingest.migrate import migrate
 from ingest.parsing import ParsePool
 from ingest.search import search
+from ingest.vocabulary import collection_vocabulary
 from orchestrator.auth import Caller, Gatekeeper
 from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
 from orchestrator.history import SessionStore
@@ -41,6 +42,7 @@ from orchestrator.settings import Settings
 log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 2.0
+VOCABULARY_TTL_S = 60.0  # documents change rarely; a new upload reaches the ASR hint within this
 DRAIN_POLL_S = 0.1
 RETRIEVAL_K = 4
 COLLECTION = "default"
@@ -62,6 +64,7 @@ class AppState:
     session_store: SessionStore = field(init=False)
     # Uploads are parsed in these worker processes, never in the event loop (started on demand).
     parser: ParsePool = field(init=False)
+    _vocabulary: tuple[float, str] = (float("-inf"), "")  # (when read, the ASR hint)
 
     def __post_init__(self) -> None:
         self.gatekeeper = Gatekeeper(self.settings)
@@ -179,11 +182,30 @@ class AppState:
             raise StoreUnavailable("the document store is unavailable") from e
         return sources_from_hits(hits)
 
+    async def vocabulary(self) -> str:
+        """The collection's vocabulary for the ASR (ingest/vocabulary.py), cached VOCABULARY_TTL_S;
+        "" when the store is unreachable: recognition then goes on unbiased."""
+        read_at, hint = self._vocabulary
+        if time.monotonic() - read_at < VOCABULARY_TTL_S or self.pool is None:
+            return hint
+        try:
+            async with self.pool.connection(timeout=READINESS_TIMEOUT_S) as conn:
+                hint = await collection_vocabulary(conn, COLLECTION)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+            log.warning("collection vocabulary not read: %s", type(e).__name__)
+        self._vocabulary = (time.monotonic(), hint)
+        return hint
+
+    def forget_vocabulary(self) -> None:
+        """Documents changed: read the vocabulary again at the next turn."""
+        self._vocabulary = (float("-inf"), self._vocabulary[1])
+
     def answer_options(self) -> AnswerOptions:
         return AnswerOptions(
             prompt_format=self.settings.llm_prompt_format,
             max_tokens=self.settings.llm_max_tokens,
             voice=self.settings.tts_voice,
+            passage_chars=self.settings.passage_chars,
         )
 
     def check_question(self, question: str) -> None:
@@ -223,6 +245,7 @@ class AppState:
             max_text_chars=self.settings.max_text_chars,
             asr_timeout_s=self.settings.triton_timeout_s,
             options=self.answer_options(),
+            speculation=self.settings.speculation,
         )
         session = VoiceSession(
             sink=sink,
@@ -232,6 +255,7 @@ class AppState:
             config=config,
             draining=lambda: self.draining,
             on_close=self.sessions.discard,
+            vocabulary=self.vocabulary,
         )
         self.sessions.add(session)
         return session
