@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ingest.errors import IngestError, MigrationError, StoreUnavailable
 
 if TYPE_CHECKING:
+    from ingest.limits import ParseLimits
     from ingest.pipeline import FileResult
 
 COLLECTION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -77,6 +78,14 @@ def _database_url() -> str:
     return f"postgresql://voicebot@127.0.0.1:{settings.postgres_port}/voicebot"
 
 
+def _parse_limits() -> ParseLimits:
+    """The same parsing limits as the gateway's uploads (VOICEBOT_PARSE_*)."""
+    from ingest.limits import limits_from_settings
+    from orchestrator.settings import get_settings
+
+    return limits_from_settings(get_settings())
+
+
 def _triton_url() -> tuple[str, float]:
     from orchestrator.settings import get_client_settings
 
@@ -110,6 +119,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     dsn = _database_url()
     triton_url, timeout_s = _triton_url()
+    limits = _parse_limits()
 
     async def run() -> int:
         await migrate(dsn)
@@ -123,12 +133,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 prune=args.prune,
                 progress=ProgressBar(sys.stderr),
                 concurrency=args.concurrency,
+                limits=limits,
             )
         finally:
             await embedder.close()
         summary = report.summary()
         if args.json:
-            summary["failures"] = [{"source": r.source, "error": r.error} for r in report.failed]
+            summary["failures"] = [
+                {"source": r.source, "error": r.error, "code": r.error_code, "limit": r.error_limit}
+                for r in report.failed
+            ]
             summary["pruned_sources"] = report.pruned
             print(json.dumps(summary, indent=2))
         else:

@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=60, ge=1, description="Requests per API key per minute.")
     max_sessions_per_key: int = Field(default=4, ge=1, description="Concurrent voice sessions per API key.")
 
+    # --- document parsing (ingest.parsing: worker processes, per-file limits) -----------------
+    parse_workers: int = Field(default=1, ge=1, le=64, description="Parsing worker processes per gateway.")
+    parse_cpu_s: float = Field(default=30.0, gt=0, description="CPU time one file may take to parse.")
+    parse_wall_s: float = Field(default=60.0, gt=0, description="Wall-clock time one file may take to parse.")
+    parse_memory_mb: int = Field(default=1024, ge=256, description="Address space of a parsing worker, MiB.")
+    parse_max_text_chars: int = Field(default=2_000_000, ge=1000, description="Text extracted from one file.")
+    parse_max_pages: int = Field(default=2000, ge=1, description="Pages of one PDF.")
+
     # --- local stack ------------------------------------------------------------------
     state_dir: Path = Field(
         default=Path(".voicebot"), description="Local stack state: Postgres data, Triton backends, logs."

@@ -15,7 +15,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from ingest.embedding import TritonEmbedder, triton_channel_args
 from ingest.errors import EmbeddingUnavailable, IngestError
+from ingest.limits import limits_from_settings
 from ingest.migrate import migrate
+from ingest.parsing import ParsePool
 from ingest.search import search
 from ingest.vocabulary import collection_vocabulary
 from orchestrator.auth import Caller, Gatekeeper
@@ -60,12 +62,15 @@ class AppState:
     # Authentication and per-caller limits; stored conversations (given the pool in open()).
     gatekeeper: Gatekeeper = field(init=False)
     session_store: SessionStore = field(init=False)
+    # Uploads are parsed in these worker processes, never in the event loop (started on demand).
+    parser: ParsePool = field(init=False)
     _vocabulary: tuple[float, str] = (float("-inf"), "")  # (when read, the ASR hint)
     _vocabulary_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.gatekeeper = Gatekeeper(self.settings)
         self.session_store = SessionStore(None)
+        self.parser = ParsePool(limits_from_settings(self.settings), workers=self.settings.parse_workers)
 
     async def open(self) -> None:
         self.triton = grpcclient.InferenceServerClient(
@@ -108,6 +113,7 @@ class AppState:
         if self._vocabulary_task is not None:
             self._vocabulary_task.cancel()
             await asyncio.gather(self._vocabulary_task, return_exceptions=True)
+        await self.parser.aclose()
         if self.embedder is not None:
             await self.embedder.close()
         if self.pool is not None:
