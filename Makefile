@@ -105,8 +105,9 @@ eval-retrieval: install-test ## retrieval quality on the docs eval set -> build/
 bench-retrieval: install-test ## pgvector latency/recall at scale -> build/bench/retrieval-scale.json
 	$(BIN)/python -m tests.bench.bench_retrieval
 
-bench-voice: install-test tools-integration ## concurrent voice sessions -> build/bench/voice.json
-	$(BIN)/python -m tests.bench.bench_voice
+bench-voice: install-test tools-integration ## voice turns vs their physical limit, speculation on and off -> build/bench/voice.json, voice-waterfall.svg
+	$(BIN)/python -m tests.bench.bench_voice $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench.waterfall
 
 EVAL_ARGS ?=
 eval-answers: install-test tools-integration ## answer quality on two foreign corpora, typed and spoken -> build/bench/answers.json

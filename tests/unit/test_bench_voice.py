@@ -264,3 +264,37 @@ def test_ttfa_is_reported_by_utterance_length() -> None:
     by_length = ttfa_by_length(records, utterances)
     assert sorted(by_length) == ["2s", "4s"]
     assert by_length["4s"]["p50"] == 900.0
+
+
+def test_the_waterfall_draws_the_limit_the_gateway_and_the_client_on_one_axis() -> None:
+    from tests.bench.waterfall import rows, svg
+
+    report = {
+        "direct_at_n1": {
+            "direct_ms": {"asr_final": {"p50": 300.0}, "tts_first_chunk": {"p50": 100.0}},
+            "physical_limit_ms": {"llm_cached_first_sentence": {"p50": 400.0}},
+        },
+        "results": {
+            "1": {
+                "gateway_timings_ms": {
+                    "asr_final": {"p50": 310.0},
+                    "llm_first_token": {"p50": 500.0},
+                    "tts_first_audio": {"p50": 880.0},
+                },
+                "client_ms": {"time_to_first_audio": {"p50": 900.0}},
+            }
+        },
+    }
+    bars = rows(report)
+    assert [(round(start), round(end)) for _, start, end, _ in bars] == [
+        (0, 300),
+        (300, 700),
+        (700, 800),
+        (0, 310),
+        (310, 500),
+        (500, 880),
+        (0, 900),
+    ]
+    picture = svg(bars, "turn")
+    assert picture.startswith("<svg")
+    assert picture.count("<rect") == len(bars) + 1
