@@ -63,8 +63,9 @@ test-types: install-test ## mypy, strict on orchestrator/ and ingest/
 test-unit: install-test ## unit tests (no external process)
 	scripts/pytest-tier unit $(PYTEST_ARGS)
 
-tools-integration:
+tools-integration: ## espeak-ng and sox for test speech; the eval's foreign corpora (Debian manuals)
 	scripts/install-system-deps.sh espeak-ng sox
+	scripts/install-eval-corpora.sh build/eval-corpora
 
 test-integration: install-test tools-integration ## against the real Triton and embedded Postgres
 	scripts/pytest-tier integration $(PYTEST_ARGS)

@@ -231,11 +231,13 @@ class ModelClients:
         *,
         max_tokens: int,
         stop: list[str],
-        temperature: float = 0.2,
+        temperature: float = 0.0,
         top_p: float = 0.9,
         usage: Usage | None = None,
     ) -> AsyncGenerator[str, None]:
         """Text deltas of the answer, as the model produces them; `usage` gets the token counts.
+        Greedy by default: a grounded answer wants the passages' own words, and the same question
+        on the same documents gets the same answer (which the answer-quality tests rely on).
 
         A real generation: speculative prefills in flight are cancelled first (they would hold
         the model), except one whose prompt this one starts with, which is this one's first half."""
