@@ -633,4 +633,4 @@ def test_values_the_terraform_module_sets_exist(path: str) -> None:
     node = schema
     for key in path.split("."):
         node = node["properties"][key]
-    assert node["type"] in ("string", "boolean", "integer")
+    assert node["type"] in ("string", "boolean", "integer", "array")
