@@ -127,7 +127,11 @@ CASES: dict[str, list[tuple[list[dict[str, str]], str, list[dict[str, str]]]]] =
         (queue(50_000), "30m", []),
     ],
     "VoicebotModelFetchFailed": [
-        (fetch_job("true"), "10m", [{**NS, "job_name": f"{PREFIX}-model-fetch-1a2b3c4d", "severity": "critical"}]),
+        (
+            fetch_job("true"),
+            "10m",
+            [{**NS, "job_name": f"{PREFIX}-model-fetch-1a2b3c4d", "severity": "critical"}],
+        ),
         (fetch_job("false"), "10m", []),
         (fetch_job("true", "someone-else-model-fetch-1"), "10m", []),  # not this release
     ],

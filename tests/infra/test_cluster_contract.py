@@ -98,7 +98,9 @@ def _resources(root: Any, kind: str) -> dict[str, Any]:
 def test_the_example_gives_the_weights_a_read_write_many_storage_class() -> None:
     classes = _resources(EXAMPLE, "kubernetes_storage_class_v1")
     efs = [
-        unquote(name) for name, body in classes.items() if unquote(body["storage_provisioner"]) == "efs.csi.aws.com"
+        unquote(name)
+        for name, body in classes.items()
+        if unquote(body["storage_provisioner"]) == "efs.csi.aws.com"
     ]
     assert efs, "no EFS (ReadWriteMany) StorageClass in the example"
     platform = root_blocks(EXAMPLE, "module")["platform"]
