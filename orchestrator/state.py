@@ -20,7 +20,7 @@ from ingest.search import search
 from orchestrator.auth import Caller, Gatekeeper
 from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
 from orchestrator.history import SessionStore
-from orchestrator.inference import ModelClients
+from orchestrator.inference import DNS_SCHEME, ModelClients, SequenceRouter, balancing_channel_args
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import (
     AnswerOptions,
@@ -64,10 +64,19 @@ class AppState:
         self.session_store = SessionStore(None)
 
     async def open(self) -> None:
+        url = self.settings.triton_url
         self.triton = grpcclient.InferenceServerClient(
-            self.settings.triton_url, channel_args=triton_channel_args()
+            url, channel_args=[*triton_channel_args(), *balancing_channel_args(url)]
         )
-        self.models = ModelClients(self.triton, timeout_s=self.settings.triton_timeout_s)
+        router = None
+        if url.startswith(DNS_SCHEME):  # several replicas: asr sequences stay on one of them
+            router = SequenceRouter(
+                url,
+                client_factory=lambda target: grpcclient.InferenceServerClient(
+                    target, channel_args=triton_channel_args()
+                ),
+            )
+        self.models = ModelClients(self.triton, timeout_s=self.settings.triton_timeout_s, router=router)
         self.embedder = TritonEmbedder(
             self.settings.triton_url, timeout_s=self.settings.triton_timeout_s, max_attempts=2
         )
@@ -107,6 +116,8 @@ class AppState:
             await self.pool.close()
         if self.triton is not None:
             await self.triton.close()
+        if self.models is not None and self.models.router is not None:
+            await self.models.router.close()
 
     async def authenticate(self, authorization: str | None, client_host: str | None) -> Caller:
         """The caller behind an `Authorization` header, counted against its rate limit.
