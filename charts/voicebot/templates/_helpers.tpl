@@ -215,6 +215,14 @@ password with Kubernetes' $(VAR) expansion, so an existing password secret works
 {{- if and (eq .Values.triton.mode "kserve") .Values.triton.autoscaling.enabled (eq .Values.triton.autoscaling.mode "hpa") -}}
 {{- $messages = append $messages "triton.autoscaling.mode=hpa is for triton.mode=deployment; with KServe use mode=keda (or KServe's own autoscaling)" -}}
 {{- end -}}
+{{- if not .Values.secrets.generate -}}
+{{- if not .Values.secrets.existingSecret -}}
+{{- $messages = append $messages "secrets.existingSecret: required when secrets.generate=false (a Secret with auth_secret and bootstrap_api_key; e.g. from External Secrets or sealed-secrets)" -}}
+{{- end -}}
+{{- if and .Values.postgres.enabled (not .Values.postgres.auth.existingSecret) -}}
+{{- $messages = append $messages "postgres.auth.existingSecret: required when secrets.generate=false and postgres.enabled=true (a Secret with the database password)" -}}
+{{- end -}}
+{{- end -}}
 {{- $otel := .Values.gateway.config.otel -}}
 {{- if and (eq $otel.exporter "otlp") (regexMatch ":4317(/|$)" $otel.endpoint) -}}
 {{- $messages = append $messages (printf "gateway.config.otel.endpoint=%s: the gateway exports OTLP over HTTP (protobuf), port 4318 with the path /v1/traces (e.g. http://otel-collector.observability.svc:4318/v1/traces); 4317 is OTLP/gRPC" $otel.endpoint) -}}
