@@ -51,6 +51,7 @@ class AppState:
     pool: AsyncConnectionPool | None = None
     triton: grpcclient.InferenceServerClient | None = None
     models: ModelClients | None = None
+    triton_router: SequenceRouter | None = None  # with a dns:/// Triton URL (several replicas)
     embedder: TritonEmbedder | None = None
     sessions: set[VoiceSession] = field(default_factory=set)
     draining: bool = False
@@ -68,15 +69,16 @@ class AppState:
         self.triton = grpcclient.InferenceServerClient(
             url, channel_args=[*triton_channel_args(), *balancing_channel_args(url)]
         )
-        router = None
         if url.startswith(DNS_SCHEME):  # several replicas: asr sequences stay on one of them
-            router = SequenceRouter(
+            self.triton_router = SequenceRouter(
                 url,
                 client_factory=lambda target: grpcclient.InferenceServerClient(
                     target, channel_args=triton_channel_args()
                 ),
             )
-        self.models = ModelClients(self.triton, timeout_s=self.settings.triton_timeout_s, router=router)
+        self.models = ModelClients(
+            self.triton, timeout_s=self.settings.triton_timeout_s, router=self.triton_router
+        )
         self.embedder = TritonEmbedder(
             self.settings.triton_url, timeout_s=self.settings.triton_timeout_s, max_attempts=2
         )
@@ -116,8 +118,8 @@ class AppState:
             await self.pool.close()
         if self.triton is not None:
             await self.triton.close()
-        if self.models is not None and self.models.router is not None:
-            await self.models.router.close()
+        if self.triton_router is not None:
+            await self.triton_router.close()
 
     async def authenticate(self, authorization: str | None, client_host: str | None) -> Caller:
         """The caller behind an `Authorization` header, counted against its rate limit.
