@@ -1,7 +1,8 @@
 """`voicebot ingest PATH... [--collection NAME] [--prune]` and `voicebot db migrate`.
 
-The DSN and the Triton URL come from `orchestrator.settings.get_settings()`
-(VOICEBOT_DATABASE_URL, VOICEBOT_TRITON_URL). Exit status: 0 when every file was ingested or
+The DSN and the Triton URL come from `orchestrator.settings.get_client_settings()`
+(VOICEBOT_DATABASE_URL, VOICEBOT_TRITON_URL; unset: the local stack's), which does not ask for the
+gateway's secrets, so `voicebot ingest DIR` works in a second terminal beside `make up`. Exit status: 0 when every file was ingested or
 skipped, 1 when any file failed, 2 when the store or the embedding model is unreachable.
 """
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ingest.errors import IngestError, MigrationError, StoreUnavailable
 
 if TYPE_CHECKING:
+    from ingest.limits import ParseLimits
     from ingest.pipeline import FileResult
 
 COLLECTION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -67,19 +69,27 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _database_url() -> str:
-    from orchestrator.settings import get_settings
+    from orchestrator.settings import get_client_settings
 
-    settings = get_settings()
+    settings = get_client_settings()
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     # The local stack's embedded PostgreSQL (orchestrator/stack/postgres.py) when nothing is set.
     return f"postgresql://voicebot@127.0.0.1:{settings.postgres_port}/voicebot"
 
 
-def _triton_url() -> tuple[str, float]:
+def _parse_limits() -> ParseLimits:
+    """The same parsing limits as the gateway's uploads (VOICEBOT_PARSE_*)."""
+    from ingest.limits import limits_from_settings
     from orchestrator.settings import get_settings
 
-    settings = get_settings()
+    return limits_from_settings(get_settings())
+
+
+def _triton_url() -> tuple[str, float]:
+    from orchestrator.settings import get_client_settings
+
+    settings = get_client_settings()
     return settings.triton_url, settings.triton_timeout_s
 
 
@@ -109,6 +119,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     dsn = _database_url()
     triton_url, timeout_s = _triton_url()
+    limits = _parse_limits()
 
     async def run() -> int:
         await migrate(dsn)
@@ -122,12 +133,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 prune=args.prune,
                 progress=ProgressBar(sys.stderr),
                 concurrency=args.concurrency,
+                limits=limits,
             )
         finally:
             await embedder.close()
         summary = report.summary()
         if args.json:
-            summary["failures"] = [{"source": r.source, "error": r.error} for r in report.failed]
+            summary["failures"] = [
+                {"source": r.source, "error": r.error, "code": r.error_code, "limit": r.error_limit}
+                for r in report.failed
+            ]
             summary["pruned_sources"] = report.pruned
             print(json.dumps(summary, indent=2))
         else:

@@ -2,14 +2,15 @@
 
 Per file: read and hash it; if the store already holds this content for this source (and the
 same chunker version) it is skipped without parsing. Otherwise it is parsed and chunked in a
-worker thread, embedded through the `Embedder`, and written by `store.write_document` in one
-transaction. A run killed at any point leaves every document either fully old or fully new; the
+worker process under the parsing limits (ingest.parsing: the caller's event loop never parses),
+embedded through the `Embedder`, and written by `store.write_document` in one transaction. A run killed at any point leaves every document either fully old or fully new; the
 next run redoes what was not committed. Files that cannot be parsed are reported and skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -25,10 +26,12 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from ingest import store
-from ingest.chunking import CHUNKER_VERSION, Chunker, embedding_input
+from ingest.chunking import CHUNKER_VERSION
 from ingest.embedding import Embedder
 from ingest.errors import DocumentError, IngestError, StoreUnavailable, UnsupportedFormat
-from ingest.loaders import is_supported, parse_bytes
+from ingest.limits import DEFAULT_LIMITS, ParseLimits
+from ingest.loaders import is_supported
+from ingest.parsing import ParsePool
 from ingest.tokens import default_counter
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,9 @@ DEFAULT_CONCURRENCY = 4
 
 @dataclass(frozen=True)
 class FileResult:
-    """What happened to one file. `error` is set when status is "failed"."""
+    """What happened to one file. `error` is set when status is "failed", with `error_code`
+    (`unsupported_format`, `unreadable`, `limit_exceeded`, `parser_crashed`, `rejected`) and,
+    for `limit_exceeded`, `error_limit` (which limit: ingest.errors.ParseLimitExceeded)."""
 
     source: str
     status: FileStatus
@@ -50,6 +55,20 @@ class FileResult:
     error: str | None = None
     duplicate_of: str | None = None
     path: Path | None = None
+    error_code: str | None = None
+    error_limit: str | None = None
+
+
+def failed(source: str, error: DocumentError, path: Path | None = None) -> FileResult:
+    """The result of a file refused with `error`."""
+    return FileResult(
+        source,
+        "failed",
+        error=str(error),
+        path=path,
+        error_code=error.code,
+        error_limit=getattr(error, "limit", None),
+    )
 
 
 @dataclass
@@ -126,37 +145,34 @@ class _Prepared:
     chunks: list[store.ChunkRow]
 
 
-def _prepare_chunks(data: bytes, path: Path) -> tuple[str, str, dict[str, Any], list[Any], list[str]]:
-    """Parse and chunk (CPU-bound; runs in a worker thread). Returns chunk objects and embedding inputs."""
-    doc = parse_bytes(data, path)
-    title = doc.title.replace("\x00", "")
-    chunks = Chunker().chunk(doc)
-    chunks = [c for c in chunks if c.text.replace("\x00", "").strip()]
-    inputs = [embedding_input(title, c.heading_path, c.text.replace("\x00", "")) for c in chunks]
+async def _prepare(data: bytes, path: Path, embedder: Embedder, parser: ParsePool) -> _Prepared:
+    doc = await parser.prepare(data, path)
     metadata = {**doc.metadata, "bytes": len(data), "pipeline": pipeline_version()}
-    return title, doc.format, metadata, chunks, inputs
-
-
-async def _prepare(data: bytes, path: Path, embedder: Embedder) -> _Prepared:
-    title, fmt, metadata, chunks, inputs = await asyncio.to_thread(_prepare_chunks, data, path)
-    if not chunks:
-        return _Prepared(title, fmt, metadata, [])
-    vectors = await embedder.embed(inputs)
+    if not doc.chunks:
+        return _Prepared(doc.title, doc.format, metadata, [])
+    vectors = await embedder.embed([c.embedding_input for c in doc.chunks])
     rows = [
         store.ChunkRow(
             position=i,
-            heading_path=[h.replace("\x00", "") for h in chunk.heading_path],
-            text=chunk.text.replace("\x00", ""),
+            heading_path=list(chunk.heading_path),
+            text=chunk.text,
             token_count=chunk.token_count,
             embedding=vectors[i],
+            page=chunk.page,
         )
-        for i, chunk in enumerate(chunks)
+        for i, chunk in enumerate(doc.chunks)
     ]
-    return _Prepared(title, fmt, metadata, rows)
+    return _Prepared(doc.title, doc.format, metadata, rows)
 
 
 async def _ingest_bytes(
-    conn_source: _Connections, embedder: Embedder, data: bytes, path: Path, source: str, collection: str
+    conn_source: _Connections,
+    embedder: Embedder,
+    parser: ParsePool,
+    data: bytes,
+    path: Path,
+    source: str,
+    collection: str,
 ) -> FileResult:
     content_hash = hashlib.sha256(data).hexdigest()
     # Cheap checks first, without parsing or embedding; write_document repeats them under a lock.
@@ -174,7 +190,7 @@ async def _ingest_bytes(
                 return FileResult(
                     source, "duplicate", twin.id, title=twin.title, duplicate_of=twin.source, path=path
                 )
-    prepared = await _prepare(data, path, embedder)
+    prepared = await _prepare(data, path, embedder, parser)
     async with conn_source.connection() as conn:
         written = await store.write_document(
             conn,
@@ -229,21 +245,31 @@ async def ingest_file(
     *,
     source: str | None = None,
     collection: str = "default",
+    parser: ParsePool | None = None,
 ) -> FileResult:
     """Ingests one file (an upload) into `collection` under `source` (default: its file:// URI).
 
-    Parse failures come back as a FileResult with status "failed" and the reason; an unreachable
-    store or embedding model raises StoreUnavailable / EmbeddingUnavailable.
+    It is parsed by `parser` (the gateway keeps one pool; without one, a worker is started for
+    this file). Parse failures and refusals come back as a FileResult with status "failed", the
+    reason and its code; an unreachable store or embedding model raises StoreUnavailable /
+    EmbeddingUnavailable. Nothing is stored for a failed file.
     """
     source = source or source_for(path)
     try:
         data = await asyncio.to_thread(path.read_bytes)
     except OSError as e:
-        return FileResult(source, "failed", error=f"cannot read: {e.strerror or e}", path=path)
-    try:
-        return await _ingest_bytes(_Connections(conn, None), embedder, data, path, source, collection)
-    except DocumentError as e:
-        return FileResult(source, "failed", error=str(e), path=path)
+        return FileResult(
+            source, "failed", error=f"cannot read: {e.strerror or e}", path=path, error_code="unreadable"
+        )
+    async with contextlib.AsyncExitStack() as stack:
+        if parser is None:
+            parser = await stack.enter_async_context(ParsePool())
+        try:
+            return await _ingest_bytes(
+                _Connections(conn, None), embedder, parser, data, path, source, collection
+            )
+        except DocumentError as e:
+            return failed(source, e, path)
 
 
 def discover_files(paths: Sequence[Path]) -> tuple[list[Path], list[FileResult], list[Path]]:
@@ -284,13 +310,15 @@ async def ingest_paths(
     prune: bool = False,
     progress: ProgressCallback | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> IngestReport:
     """Ingests every supported file under `paths` into `collection`.
 
     With `prune`, documents of the collection whose source lies under one of the given
     directories (or is one of the given files) and no longer exists are deleted first.
-    Up to `concurrency` files are parsed and embedded at once (Triton batches their requests);
-    writes are one transaction per file. Raises StoreUnavailable or EmbeddingUnavailable when a
+    Up to `concurrency` files are prepared and embedded at once (Triton batches their requests),
+    parsed by worker processes under `limits` (at most one per CPU); writes are one transaction
+    per file. Raises StoreUnavailable or EmbeddingUnavailable when a
     service is down (what was committed stays, consistent); per-file problems are in the report.
     """
     started = time.perf_counter()
@@ -310,7 +338,8 @@ async def ingest_paths(
         if progress is not None:
             progress(result, done, total)
 
-    async with _open(conninfo_or_pool) as connections:
+    workers = max(1, min(concurrency, os.cpu_count() or 1))
+    async with _open(conninfo_or_pool) as connections, ParsePool(limits, workers=workers) as parser:
         if prune:
             report.pruned = await _prune(connections, collection, roots, files)
         for failure in failures:
@@ -322,13 +351,27 @@ async def ingest_paths(
                 source = source_for(path)
                 try:
                     data = await asyncio.to_thread(path.read_bytes)
-                    result = await _ingest_bytes(connections, embedder, data, path, source, collection)
+                    result = await _ingest_bytes(
+                        connections, embedder, parser, data, path, source, collection
+                    )
                 except OSError as e:
-                    result = FileResult(source, "failed", error=f"cannot read: {e.strerror or e}", path=path)
+                    result = FileResult(
+                        source,
+                        "failed",
+                        error=f"cannot read: {e.strerror or e}",
+                        path=path,
+                        error_code="unreadable",
+                    )
                 except DocumentError as e:
-                    result = FileResult(source, "failed", error=str(e), path=path)
+                    result = failed(source, e, path)
                 except psycopg.DataError as e:  # content PostgreSQL refuses; the file, not the store
-                    result = FileResult(source, "failed", error=f"rejected by the store: {e}", path=path)
+                    result = FileResult(
+                        source,
+                        "failed",
+                        error=f"rejected by the store: {e}",
+                        path=path,
+                        error_code="rejected",
+                    )
                 record(result)
 
         # Files whose content repeats an earlier file's (in path order) go second, so the first

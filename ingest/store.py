@@ -51,6 +51,7 @@ class ChunkRow:
     text: str
     token_count: int
     embedding: npt.NDArray[np.float32]
+    page: int | None = None  # the PDF page the chunk starts on
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,9 @@ async def list_sources(conn: psycopg.AsyncConnection[Any], collection: str) -> l
 
 
 _INSERT_CHUNK = """
-INSERT INTO chunks (document_id, collection, position, heading_path, text, token_count, embedding, tsv)
+INSERT INTO chunks (document_id, collection, position, heading_path, text, token_count, page, embedding, tsv)
 VALUES (
-    %(document_id)s, %(collection)s, %(position)s, %(heading_path)s, %(text)s, %(token_count)s,
+    %(document_id)s, %(collection)s, %(position)s, %(heading_path)s, %(text)s, %(token_count)s, %(page)s,
     %(embedding)s::vector,
     setweight(to_tsvector(%(ts_config)s::regconfig, %(headings)s), 'A')
     || setweight(to_tsvector(%(ts_config)s::regconfig, %(title)s), 'B')
@@ -232,6 +233,7 @@ async def write_document(
                             "heading_path": list(chunk.heading_path),
                             "text": chunk.text,
                             "token_count": chunk.token_count,
+                            "page": chunk.page,
                             "embedding": vector_literal(chunk.embedding),
                             "headings": " ".join(chunk.heading_path),
                             "title": title,

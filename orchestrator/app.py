@@ -63,13 +63,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's own 422, less the rejected input: it may be huge, or not encodable at all (a
+        # The project's error shape (as every other error), status 422 as FastAPI's, the fields at
+        # fault in `details`; never the rejected input: it may be huge, or not encodable at all (a
         # lone surrogate from a JSON escape), which would turn the 422 into a 500.
-        detail = [
+        details = [
             {"type": e["type"], "loc": [_encodable(p) for p in e["loc"]], "msg": _encodable(e["msg"])}
             for e in exc.errors()
         ]
-        return JSONResponse({"detail": detail}, status_code=422)
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        message = f"{where}: {first['msg']}" if where else str(first["msg"])
+        state.metrics.errors.labels("bad_request").inc()
+        return JSONResponse(
+            {"error": {"code": "bad_request", "message": message, "details": details}}, status_code=422
+        )
 
     ui_dir = settings.ui_dir or Path(__file__).resolve().parent.parent / "ui" / "out"
     if ui_dir.is_dir():

@@ -15,12 +15,21 @@ from orchestrator import key_commands
 from orchestrator.settings import Settings
 
 
+def settings_error(e: ValidationError) -> str:
+    """One line for a settings error: which VOICEBOT_ variable, and what is wrong with it."""
+    parts = []
+    for err in e.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        name = f"VOICEBOT_{where.upper()}: " if where else ""
+        parts.append(name + str(err["msg"]).removeprefix("Value error, "))
+    return "error: invalid settings: " + "; ".join(parts)
+
+
 def _load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]  # overrides are field names
     except ValidationError as e:
-        messages = "; ".join(str(err["msg"]) for err in e.errors())
-        raise SystemExit(f"error: invalid settings: {messages}") from None
+        raise SystemExit(settings_error(e)) from None
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -123,7 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ValidationError as e:  # settings read by a command group: one line, never a traceback
+        if e.title not in ("Settings", "ClientSettings"):
+            raise
+        print(settings_error(e), file=sys.stderr)
+        return 2
     return code
 
 

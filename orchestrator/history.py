@@ -45,7 +45,7 @@ class TurnRecord:
     outcome: Outcome
     answer: str = ""
     citations: list[dict[str, Any]] = field(default_factory=list)
-    timings: dict[str, float | None] = field(default_factory=dict)
+    timings: dict[str, float | str | None] = field(default_factory=dict)
     created_at: datetime | None = None
 
     def public(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -109,6 +109,27 @@ def _segments(raw: str) -> tuple[Segment, ...]:
 class AudioChunk:
     pcm: npt.NDArray[np.int16]
     sample_rate: int
+
+
+@dataclass
+class Usage:
+    """Token counts of one generation, from the model's last response (0 when it sent none)."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+
+
+def _first_int(result: Any, name: str) -> int | None:
+    array = result.as_numpy(name)
+    return int(array.reshape(-1)[0]) if array is not None and array.size else None
+
+
+@dataclass(eq=False)  # by identity: kept in a set while in flight
+class _Speculative:
+    prompt: str
+    task: asyncio.Task[Any] | None = field(default=None)
+    yielded: bool = False  # cancelled to make way for a real generation
 
 
 DNS_SCHEME = "dns:///"
@@ -209,6 +230,9 @@ class ModelClients:
         self.asr_model = asr_model
         self.llm_model = llm_model
         self.tts_model = tts_model
+        # Speculative prefills in flight, and real generations in flight: real turns come first.
+        self._speculative: set[_Speculative] = set()
+        self._real = 0
 
     # ---- asr -------------------------------------------------------------------------
 
@@ -220,13 +244,17 @@ class ModelClients:
         start: bool,
         end: bool,
         language: str | None = None,
+        prompt: str = "",
     ) -> Transcript:
-        """Send one chunk of a turn's audio; the reply is the partial (or, at `end`, final) text."""
+        """Send one chunk of a turn's audio; the reply is the partial (or, at `end`, final) text.
+        `prompt` (read at `start`): words the speech likely contains, to bias recognition."""
         audio = grpcclient.InferInput("audio", [int(pcm.size)], "INT16")
         audio.set_data_from_numpy(pcm.astype(np.int16, copy=False))
         inputs = [audio]
         if language:
             inputs.append(_string_input("language", language))
+        if prompt and start:
+            inputs.append(_string_input("prompt", prompt))
         client = (await self.router.client_for(sequence_id) if self.router else None) or self.client
         try:
             result = await client.infer(
@@ -272,18 +300,94 @@ class ModelClients:
         finally:
             call.cancel()  # no-op when the call already ended; frees the model on early close
 
-    def generate(
-        self, prompt: str, *, max_tokens: int, stop: list[str], temperature: float = 0.2, top_p: float = 0.9
-    ) -> AsyncGenerator[str, None]:
-        """Text deltas of the answer, as the model produces them."""
-        sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop}
-        inputs = [
+    def _generation_inputs(
+        self, prompt: str, sampling: dict[str, Any], *, stream: bool
+    ) -> list[grpcclient.InferInput]:
+        return [
             _string_input("text_input", prompt),
-            _scalar_input("stream", True, "BOOL", np.bool_),
+            _scalar_input("stream", stream, "BOOL", np.bool_),
             _string_input("sampling_parameters", json.dumps(sampling)),
             _scalar_input("exclude_input_in_output", True, "BOOL", np.bool_),
         ]
-        return self._stream(self.llm_model, inputs, lambda r: _first_string(r, "text_output") or None)
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        stop: list[str],
+        temperature: float = 0.2,
+        top_p: float = 0.9,
+        usage: Usage | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """Text deltas of the answer, as the model produces them; `usage` gets the token counts.
+
+        A real generation: speculative prefills in flight are cancelled first (they would hold
+        the model), except one whose prompt this one starts with, which is this one's first half."""
+        self._real += 1
+        try:
+            for spec in list(self._speculative):
+                if spec.task is not None and not prompt.startswith(spec.prompt):
+                    spec.yielded = True
+                    spec.task.cancel()
+            sampling = {
+                "temperature": temperature,
+                "top_p": top_p,
+                "max_tokens": max_tokens,
+                "stop": stop,
+                # Small models loop ("The option is the option. The option…"); this damps it.
+                "repetition_penalty": 1.1,
+            }
+            inputs = self._generation_inputs(prompt, sampling, stream=True)
+
+            def convert(result: Any) -> str | None:
+                if usage is not None:
+                    usage.prompt_tokens = _first_int(result, "num_input_tokens") or usage.prompt_tokens
+                    usage.cached_tokens = _first_int(result, "num_cached_tokens") or usage.cached_tokens
+                    usage.output_tokens = _first_int(result, "num_output_tokens") or usage.output_tokens
+                return _first_string(result, "text_output") or None
+
+            stream = self._stream(self.llm_model, inputs, convert)
+            async with contextlib.aclosing(stream):
+                async for delta in stream:
+                    yield delta
+        finally:
+            self._real -= 1
+
+    def real_in_flight(self) -> bool:
+        return self._real > 0
+
+    async def prefill(self, prompt: str) -> int | None:
+        """Speculative: have the model evaluate `prompt` (a prompt prefix) so its state is cached.
+
+        Skipped (None) while a real generation is in flight, and cancelled (None) when one
+        starts; otherwise the prompt's token count. Errors are not raised: speculation is optional."""
+        if self.real_in_flight():
+            return None
+        spec = _Speculative(prompt, asyncio.current_task())
+        self._speculative.add(spec)
+        usage = Usage()
+        inputs = self._generation_inputs(prompt, {"max_tokens": 1, "temperature": 0.0}, stream=True)
+
+        def convert(result: Any) -> None:
+            usage.prompt_tokens = _first_int(result, "num_input_tokens") or usage.prompt_tokens
+            return None
+
+        try:
+            async for _ in self._stream(self.llm_model, inputs, convert):
+                pass
+        except asyncio.CancelledError:
+            if spec.yielded:  # cancelled for a real turn: by design, not our caller's cancel
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                return None
+            raise
+        except (ModelUnavailable, ModelFailed, StageTimeout):
+            return None
+        finally:
+            self._speculative.discard(spec)
+        return usage.prompt_tokens
 
     def synthesize(
         self, text: str, *, voice: str = "", speaking_rate: float = 1.0

@@ -29,6 +29,18 @@ class Metrics:
             "voicebot_errors", "Errors sent to clients, by stable code.", ["code"], registry=r
         )
         self.barge_ins = Counter("voicebot_barge_ins", "Answers interrupted by the user.", registry=r)
+        self.speculations = Counter(
+            "voicebot_speculations",
+            "Speculative prefills while the user speaks (prefill), and turns that used one (hit) or not (miss).",
+            ["event"],
+            registry=r,
+        )
+        self.declines = Counter(
+            "voicebot_declines",
+            "Answers declined: the documents do not answer, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.turn_write_failures = Counter(
             "voicebot_turn_write_failures",
             "Finished turns that could not be recorded in Postgres.",

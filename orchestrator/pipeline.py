@@ -1,10 +1,16 @@
-"""One answer: retrieval → prompt → LLM tokens → sentences → speech, with the stages overlapped.
+"""One answer: retrieval → prompt → LLM tokens → checked sentences → speech, stages overlapped.
 
 The LLM stream and the speech of finished sentences run as two tasks joined by a bounded
 queue, so sentence one is being synthesised (and heard) while sentence two is generated.
 Cancelling `answer()` (barge-in, client gone) closes both model streams, which cancels them on
 Triton. Speech failing still delivers the text; retrieval failing still answers, flagged as
 without sources.
+
+Every sentence passes a grounding gate (orchestrator/grounding.py) before it is shown or
+spoken: it must be backed by the passages, it gets the citation of the passage that backs it,
+and a repeated one ends the answer. A question the passages do not touch, or an answer they do
+not back, becomes the one stable decline sentence (`NO_ANSWER`), with the reason on the result.
+So `answer.delta` carries whole checked sentences, not raw tokens.
 """
 
 from __future__ import annotations
@@ -18,9 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.errors import VoicebotError
-from orchestrator.inference import AudioChunk
+from orchestrator.grounding import DeclineReason, Evidence, is_model_decline
+from orchestrator.inference import AudioChunk, Usage
 from orchestrator.metrics import Metrics
-from orchestrator.prompt import Exchange, Passage, PromptFormat, build_messages, render, stop_strings
+from orchestrator.prompt import (
+    NO_ANSWER,
+    PASSAGE_CHARS,
+    Exchange,
+    Passage,
+    Prompt,
+    PromptFormat,
+    build_prompt,
+    stop_strings,
+)
 from orchestrator.protocol import AudioHeader, error_event, event
 from orchestrator.sentences import SentenceSplitter, speakable
 
@@ -28,13 +44,16 @@ log = logging.getLogger(__name__)
 
 SENTENCE_QUEUE = 8  # sentences waiting for speech; the LLM waits when speech falls this far behind
 SNIPPET_CHARS = 240
+MAX_SENTENCES = 3  # a spoken answer is one to three sentences; the rest is not generated
 AUDIO_LEAD_S = 1.0  # audio sent ahead of real time; bounds what a client buffers and must drop
 
 
 class Models(Protocol):
     """What the pipeline needs from the model server (ModelClients implements it)."""
 
-    def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]: ...
+    def generate(
+        self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
+    ) -> AsyncGenerator[str, None]: ...
 
     def synthesize(
         self, text: str, *, voice: str = "", speaking_rate: float = 1.0
@@ -79,17 +98,26 @@ class Sink(Protocol):
 @dataclass
 class Timings:
     """Milliseconds: `retrieval` is the search's duration; the others count from the turn's
-    reference point (release of the button, or the typed question)."""
+    reference point (release of the button, or the typed question). Token counts of the answer's
+    generation (`llm_cached_tokens`: prompt tokens the model did not evaluate again) and, for a
+    spoken turn, what speculation did (`extra`, orchestrator/speculation.py) ride along."""
 
     asr_final: float | None = None
     retrieval: float | None = None
     llm_first_token: float | None = None
+    llm_first_sentence: float | None = None
     tts_first_audio: float | None = None
     first_audio: float | None = None
     total: float | None = None
+    llm_prompt_tokens: int | None = None
+    llm_cached_tokens: int | None = None
+    extra: dict[str, float | str | None] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, float | None]:
-        return {k: (round(v, 1) if v is not None else None) for k, v in self.__dict__.items()}
+    def as_dict(self) -> dict[str, float | str | None]:
+        out: dict[str, float | str | None] = {
+            k: (round(v, 1) if isinstance(v, float) else v) for k, v in self.__dict__.items() if k != "extra"
+        }
+        return out | self.extra
 
 
 @dataclass
@@ -98,14 +126,30 @@ class AnswerResult:
     sources: list[Source] = field(default_factory=list)
     sources_available: bool = True
     spoken: bool = False
+    citations: list[int] = field(default_factory=list)  # the passages the answer cites, in order
+    decline_reason: DeclineReason | None = None  # set when the answer is the decline sentence
+
+    @property
+    def declined(self) -> bool:
+        return self.decline_reason is not None
+
+    def done_fields(self) -> dict[str, Any]:
+        """What `answer.done` (and the HTTP answers) say about the answer besides its text."""
+        return {
+            "citations": self.citations,
+            "declined": self.declined,
+            "decline_reason": self.decline_reason.value if self.decline_reason else None,
+        }
 
 
 @dataclass(frozen=True)
 class AnswerOptions:
     prompt_format: PromptFormat = "chatml"
-    max_tokens: int = 256
+    max_tokens: int = 160
     voice: str = ""
     speak: bool = True
+    passage_chars: int = PASSAGE_CHARS
+    max_sentences: int = MAX_SENTENCES
 
 
 class AudioPacer:
@@ -124,6 +168,16 @@ class AudioPacer:
         if ahead > self.lead_s:
             await asyncio.sleep(ahead - self.lead_s)
         self._sent_s += duration_s
+
+
+def prompt_for(
+    question: str, sources: Sequence[Source] | None, history: Sequence[Exchange], options: AnswerOptions
+) -> Prompt:
+    """The answer's prompt; with `question=""`, `.prefix` is what speculation warms (the same bytes)."""
+    passages = [Passage(s.title, s.heading_path, s.text) for s in sources] if sources is not None else None
+    return build_prompt(
+        question, passages, history, fmt=options.prompt_format, passage_chars=options.passage_chars
+    )
 
 
 def _elapsed_ms(t0: float) -> float:
@@ -170,38 +224,91 @@ async def answer(
     )
 
     # 2. generation and speech, overlapped
-    passages = (
-        [Passage(s.title, s.heading_path, s.text) for s in result.sources]
+    prompt = prompt_for(question, result.sources if result.sources_available else None, history, options)
+    # Without sources (search down) there is nothing to check against: the answer says so itself.
+    evidence = (
+        Evidence(
+            question,
+            [" ".join([s.title, *s.heading_path, s.text[: options.passage_chars]]) for s in result.sources],
+        )
         if result.sources_available
         else None
     )
-    prompt = render(build_messages(question, passages, history), options.prompt_format)
     sentences: asyncio.Queue[str | None] = asyncio.Queue(maxsize=SENTENCE_QUEUE)
-    pieces: list[str] = []
+    kept: list[str] = []
+
+    async def say(text: str) -> None:
+        await sink.send_text(event("answer.delta", turn=turn, text=(" " if kept else "") + text))
+        kept.append(text)
+        if options.speak:
+            await sentences.put(text)
+
+    async def decline(reason: DeclineReason) -> None:
+        result.decline_reason = reason
+        metrics.declines.labels(reason.value).inc()
+        result.citations = []
+        kept.clear()
+        await say(NO_ANSWER)
+        log.info("answer declined", extra={"turn": turn, "reason": reason.value})
+
+    async def accept(sentence: str) -> bool:
+        """Show and speak `sentence` if it passes the gate; False ends the answer."""
+        if evidence is None:
+            await say(sentence)
+            return len(kept) < options.max_sentences
+        if not kept and is_model_decline(sentence):
+            await decline(DeclineReason.MODEL_DECLINED)
+            return False
+        verdict = evidence.check(sentence)
+        if not verdict.keep:
+            if not kept:
+                await decline(verdict.reason or DeclineReason.UNSUPPORTED)
+            return False
+        for n in verdict.citations:
+            if n not in result.citations:
+                result.citations.append(n)
+        await say(verdict.text)
+        if timings.llm_first_sentence is None:
+            timings.llm_first_sentence = _elapsed_ms(t0)
+        return len(kept) < options.max_sentences
+
+    async def finish() -> None:
+        result.text = " ".join(kept).strip()
+        if options.speak:
+            await sentences.put(None)
+        await sink.send_text(event("answer.done", turn=turn, text=result.text, **result.done_fields()))
 
     async def generate() -> None:
         # If this raises, the task group cancels speak(); so the end marker is only sent on success,
         # and with an awaited put: dropping it when the queue is full would leave speak() waiting.
+        early = evidence.before_generation() if evidence is not None else None
+        if early is not None:
+            await decline(early)
+            await finish()
+            return
         splitter = SentenceSplitter()
+        going = True
+        usage = Usage()
         stream = models.generate(
-            prompt, max_tokens=options.max_tokens, stop=stop_strings(options.prompt_format)
+            prompt.text, max_tokens=options.max_tokens, stop=stop_strings(options.prompt_format), usage=usage
         )
-        async with contextlib.aclosing(stream):
+        async with contextlib.aclosing(stream):  # leaving early closes it: generation stops on Triton
             async for delta in stream:
                 if timings.llm_first_token is None:
                     timings.llm_first_token = _elapsed_ms(t0)
                     metrics.stage_duration.labels("llm_first_token").observe(timings.llm_first_token / 1000)
-                pieces.append(delta)
-                await sink.send_text(event("answer.delta", turn=turn, text=delta))
-                if options.speak:
-                    for sentence in splitter.feed(delta):
-                        await sentences.put(sentence)
-        result.text = "".join(pieces).strip()
-        if options.speak:
+                for sentence in splitter.feed(delta):
+                    going = going and await accept(sentence)
+                if not going:
+                    break
+        if usage.prompt_tokens:
+            timings.llm_prompt_tokens, timings.llm_cached_tokens = usage.prompt_tokens, usage.cached_tokens
+        if going:
             for rest in splitter.flush():
-                await sentences.put(rest)
-            await sentences.put(None)
-        await sink.send_text(event("answer.done", turn=turn, text=result.text))
+                going = going and await accept(rest)
+        if not kept:  # the model wrote nothing usable
+            await decline(DeclineReason.UNSUPPORTED)
+        await finish()
 
     async def speak() -> None:
         seq = 0

@@ -1,4 +1,5 @@
-"""Cut streamed LLM text into sentences as soon as each one is complete, so speech can start early."""
+"""Cut streamed LLM text into sentences as soon as each one is complete, so speech can start early,
+and say each one the way a person would read it aloud (`speakable`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ SOFT_LIMIT_CHARS = 220
 _SOFT_BOUNDARY = re.compile(r"[,;:—]\s+")
 # Citation markers such as [1] or [2, 3] are for the screen, not for the ear.
 _CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
+FENCE = "```"
 
 
 class SentenceSplitter:
@@ -32,11 +34,13 @@ class SentenceSplitter:
             candidate = self._buffer[start : match.end()]
             if _NOT_AN_END.search(self._buffer[start : match.start() + 1]):
                 continue
+            if candidate.count(FENCE) % 2:
+                continue  # inside a code block: its full stops end nothing
             if candidate.strip():
                 sentences.append(candidate.strip())
             start = match.end()
         self._buffer = self._buffer[start:]
-        if len(self._buffer) > self._soft_limit:
+        if len(self._buffer) > self._soft_limit and not self._buffer.count(FENCE) % 2:
             cut = None
             for soft in _SOFT_BOUNDARY.finditer(self._buffer):
                 cut = soft.end()
@@ -51,8 +55,39 @@ class SentenceSplitter:
         return [rest] if rest else []
 
 
+_CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+_URL = re.compile(r"\bhttps?://\S+")
+# A list or heading marker at the start of a line: "- ", "* ", "1. ", "## ".
+_LINE_MARKER = re.compile(r"(?m)^\s*(?:[-*+]\s+|\d{1,2}[.)]\s+|#{1,6}\s+)")
+# An option: -x, --amend, --no-verify (a leading dash after a space or at the start).
+_OPTION = re.compile(r"(?<![\w-])--?([A-Za-z][\w-]*)")
+# A dotted name: core.autocrlf, config.toml, orchestrator.settings (not 3.11, not a sentence end).
+_DOTTED = re.compile(r"\b([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+)\b")
+# snake_case and SCREAMING_SNAKE names: VOICEBOT_DEV_MODE, max_tokens.
+_SNAKE = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z][a-z])")
+_CAMEL_WORD = re.compile(r"\b[A-Z]?[a-z]+(?:[A-Z][a-z0-9]+)+\b")
+
+
+def _words(name: str) -> str:
+    """An identifier's parts as words: hyphens and underscores are not said aloud."""
+    spoken = re.sub(r"[-_]+", " ", name).strip()
+    return spoken.lower() if spoken.isupper() else spoken
+
+
 def speakable(sentence: str) -> str:
-    """The text to synthesise: citation markers and markdown emphasis removed."""
-    text = _CITATION.sub("", sentence)
-    text = re.sub(r"[*_`#]+", "", text)
+    """The text to synthesise, said the way a person reads it out: no citation markers, markdown
+    or code blocks; identifiers as words (`VOICEBOT_DEV_MODE` → "voicebot dev mode", `--prune` →
+    "prune", `core.autocrlf` → "core dot autocrlf"); a link as "the link"."""
+    text = _CODE_BLOCK.sub(" ", sentence)
+    text = _CITATION.sub("", text)
+    text = _URL.sub("the link", text)
+    text = _LINE_MARKER.sub("", text)
+    text = text.replace("`", "")
+    text = re.sub(r"\*\*|__|[*#]", "", text)
+    text = _OPTION.sub(lambda m: _words(m.group(1)), text)
+    text = _DOTTED.sub(lambda m: " dot ".join(_words(p) for p in m.group(1).split(".")), text)
+    text = _SNAKE.sub(lambda m: _words(m.group(0)), text)
+    text = _CAMEL_WORD.sub(lambda m: _CAMEL_BOUNDARY.sub(" ", m.group(0)), text)
+    text = re.sub(r"\s+([.!?,;:])", r"\1", text)
     return re.sub(r"\s+", " ", text).strip()

@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,7 +25,16 @@ from orchestrator.errors import StageTimeout, VoicebotError
 from orchestrator.history import Outcome, SessionHistory, TurnRecord
 from orchestrator.inference import ModelClients
 from orchestrator.metrics import Metrics
-from orchestrator.pipeline import AnswerOptions, AnswerResult, Retriever, Sink, Timings, answer
+from orchestrator.pipeline import (
+    AnswerOptions,
+    AnswerResult,
+    Retriever,
+    Sink,
+    Source,
+    Timings,
+    answer,
+    prompt_for,
+)
 from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.protocol import (
     INPUT_SAMPLE_RATE,
@@ -43,6 +52,7 @@ from orchestrator.protocol import (
     parse_client_message,
     validate_audio_frame,
 )
+from orchestrator.speculation import Speculator
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,7 @@ class SessionConfig:
     max_text_chars: int
     asr_timeout_s: float
     options: AnswerOptions
+    speculation: bool = True  # retrieve and prefill on partial transcripts (orchestrator/speculation.py)
 
 
 class AsrStream:
@@ -65,11 +76,16 @@ class AsrStream:
     after release never waits for a backlog of partials."""
 
     def __init__(
-        self, models: ModelClients, language: str | None, on_partial: Callable[[str], Awaitable[None]]
+        self,
+        models: ModelClients,
+        language: str | None,
+        on_partial: Callable[[str], Awaitable[None]],
+        prompt: str = "",
     ) -> None:
         self.models = models
         self.language = language
         self.on_partial = on_partial
+        self.prompt = prompt  # the collection's vocabulary: biases recognition (ingest/vocabulary.py)
         self.sequence_id = secrets.randbits(63) or 1
         self._chunk_bytes = int(ASR_CHUNK_S * INPUT_SAMPLE_RATE) * INPUT_SAMPLE_WIDTH
         self._pending = bytearray()
@@ -99,7 +115,12 @@ class AsrStream:
                     chunk += more
                 pcm = np.frombuffer(chunk, dtype="<i2")
                 result = await self.models.transcribe_chunk(
-                    pcm, sequence_id=self.sequence_id, start=not started, end=end, language=self.language
+                    pcm,
+                    sequence_id=self.sequence_id,
+                    start=not started,
+                    end=end,
+                    language=self.language,
+                    prompt=self.prompt,
                 )
                 started = True
                 if end:
@@ -138,6 +159,8 @@ class VoiceSession:
     _answering_turn: int = 0
     # Set by the gateway while it drains for a restart: turns in flight finish, new ones are refused.
     draining: Callable[[], bool] = lambda: False
+    # The words of the documents, for the ASR to expect (AppState caches it per collection).
+    vocabulary: Callable[[], str] = lambda: ""
     on_close: Callable[[VoiceSession], None] = lambda session: None
     # Who owns the session, and where it is resumed from and recorded (None: kept in memory only).
     subject: str = "anonymous"
@@ -146,6 +169,7 @@ class VoiceSession:
     _asked: str | None = None  # the question of the turn in flight, once known
     _discarding: bool = False  # the rest of a turn dropped for its size is ignored
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
+    _speculator: Speculator | None = None  # the recording's (then its answer's) speculation
 
     @property
     def busy(self) -> bool:
@@ -273,12 +297,32 @@ class VoiceSession:
         self._turn += 1
         turn = self._turn
 
+        speculator = self._speculator = self._new_speculator()
+
         async def partial(text: str) -> None:
             await self.sink.send_text(event("transcript.partial", turn=turn, text=text))
+            if speculator is not None:
+                speculator.on_partial(text)
 
-        self._asr = AsrStream(self.models, self.language, partial)
+        self._asr = AsrStream(self.models, self.language, partial, prompt=self.vocabulary())
         self._audio_bytes = 0
         await self.sink.send_text(event("turn.started", turn=turn))
+
+    def _new_speculator(self) -> Speculator | None:
+        if not self.config.speculation:
+            return None
+        history = self.history[-HISTORY_TURNS:]
+        options = self.config.options
+
+        def prefix_for(sources: Sequence[Source]) -> str:
+            return prompt_for("", sources, history, options).prefix
+
+        return Speculator(self.retrieve, self.models, prefix_for, self.metrics)
+
+    async def _stop_speculating(self) -> None:
+        speculator, self._speculator = self._speculator, None
+        if speculator is not None:
+            await speculator.aclose()
 
     async def _turn_end(self) -> None:
         if self._asr is None and self._discarding:
@@ -324,12 +368,21 @@ class VoiceSession:
             if not question:
                 await self._done(turn, timings, t0, "ok", note="no speech heard")
                 return
-            await self._answer(question, turn, t0, timings, replace(self.config.options, voice=self.voice))
+            speculator = self._speculator
+            retrieve = speculator.retriever() if speculator is not None else self.retrieve
+            options = replace(self.config.options, voice=self.voice)
+            await self._answer(question, turn, t0, timings, options, retrieve=retrieve)
         except VoicebotError as e:
             await self._turn_failed(turn, e, timings, t0)
 
     async def _answer(
-        self, question: str, turn: int, t0: float, timings: Timings, options: AnswerOptions
+        self,
+        question: str,
+        turn: int,
+        t0: float,
+        timings: Timings,
+        options: AnswerOptions,
+        retrieve: Retriever | None = None,
     ) -> None:
         try:
             result = await answer(
@@ -338,7 +391,7 @@ class VoiceSession:
                 t0=t0,
                 sink=self.sink,
                 models=self.models,
-                retrieve=self.retrieve,
+                retrieve=retrieve or self.retrieve,
                 history=self.history[-HISTORY_TURNS:],
                 options=options,
                 timings=timings,
@@ -347,6 +400,11 @@ class VoiceSession:
         except VoicebotError as e:
             await self._turn_failed(turn, e, timings, t0)
             return
+        finally:
+            speculator = self._speculator
+            if speculator is not None and retrieve is not None:
+                timings.extra.update(speculator.stats.as_timings())
+                await self._stop_speculating()
         self.history.append(Exchange(question, result.text))
         del self.history[:-HISTORY_TURNS]  # bounded: only the recent exchanges go into prompts
         await self._done(turn, timings, t0, "ok", result=result)
@@ -378,6 +436,7 @@ class VoiceSession:
         await self._done(turn, timings, t0, "error")
 
     async def _abandon_recording(self) -> None:
+        await self._stop_speculating()
         if self._asr is not None:
             asr, self._asr = self._asr, None
             await asr.aclose()
@@ -399,7 +458,7 @@ class VoiceSession:
                 )
 
     def _record(
-        self, turn: int, outcome: Outcome, timings: dict[str, float | None], result: AnswerResult | None
+        self, turn: int, outcome: Outcome, timings: dict[str, float | str | None], result: AnswerResult | None
     ) -> asyncio.Task[None] | None:
         """Stores the finished turn in the background (a task the session owns and awaits at close).
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -85,7 +85,14 @@ class Settings(BaseSettings):
     llm_prompt_format: Literal["chatml", "llama3"] = Field(
         default="chatml", description="Chat template the gateway applies before calling the `llm` model."
     )
-    llm_max_tokens: int = Field(default=256, ge=1, le=8192, description="Answer length limit in tokens.")
+    llm_max_tokens: int = Field(default=160, ge=1, le=8192, description="Answer length limit in tokens.")
+    passage_chars: int = Field(
+        default=800, ge=100, le=8000, description="Characters of each retrieved passage given to the LLM."
+    )
+    speculation: bool = Field(
+        default=True,
+        description="Retrieve and prefill the LLM on partial transcripts while the user speaks.",
+    )
     tts_voice: str = Field(default="", description="Default TTS voice; empty means the model's default.")
 
     # --- database ---------------------------------------------------------------------
@@ -119,6 +126,14 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=60, ge=1, description="Requests per API key per minute.")
     max_sessions_per_key: int = Field(default=4, ge=1, description="Concurrent voice sessions per API key.")
 
+    # --- document parsing (ingest.parsing: worker processes, per-file limits) -----------------
+    parse_workers: int = Field(default=1, ge=1, le=64, description="Parsing worker processes per gateway.")
+    parse_cpu_s: float = Field(default=30.0, gt=0, description="CPU time one file may take to parse.")
+    parse_wall_s: float = Field(default=60.0, gt=0, description="Wall-clock time one file may take to parse.")
+    parse_memory_mb: int = Field(default=1024, ge=256, description="Address space of a parsing worker, MiB.")
+    parse_max_text_chars: int = Field(default=2_000_000, ge=1000, description="Text extracted from one file.")
+    parse_max_pages: int = Field(default=2000, ge=1, description="Pages of one PDF.")
+
     # --- local stack ------------------------------------------------------------------
     state_dir: Path = Field(
         default=Path(".voicebot"), description="Local stack state: Postgres data, Triton backends, logs."
@@ -150,9 +165,12 @@ class Settings(BaseSettings):
     otel_exporter: Literal["none", "console", "otlp"] = Field(default="none", description="Trace exporter.")
     otel_endpoint: str = Field(default="", description="OTLP endpoint when otel_exporter=otlp.")
 
+    # The gateway signs tokens; clients that only reach the store and Triton do not (ClientSettings).
+    requires_secrets: ClassVar[bool] = True
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_dev(self) -> Settings:
-        if self.dev_mode:
+        if self.dev_mode or not self.requires_secrets:
             return self
         secret = self.auth_secret.get_secret_value() if self.auth_secret else ""
         if secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
@@ -161,6 +179,18 @@ class Settings(BaseSettings):
                 f"{MIN_SECRET_LENGTH} characters (or run with VOICEBOT_DEV_MODE=true on a laptop)"
             )
         return self
+
+
+class ClientSettings(Settings):
+    """The settings of the command-line clients (`voicebot ingest`, `voicebot db migrate`): they
+    reach the store and Triton like the gateway, but issue no tokens, so the gateway's secrets
+    are not required of them. Unset, every address is the local stack's (`make up`)."""
+
+    requires_secrets: ClassVar[bool] = False
+
+
+def get_client_settings() -> Settings:
+    return ClientSettings()
 
 
 @lru_cache(maxsize=1)

@@ -15,8 +15,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from ingest.embedding import TritonEmbedder, triton_channel_args
 from ingest.errors import EmbeddingUnavailable, IngestError
+from ingest.limits import limits_from_settings
 from ingest.migrate import migrate
+from ingest.parsing import ParsePool
 from ingest.search import search
+from ingest.vocabulary import collection_vocabulary
 from orchestrator.auth import Caller, Gatekeeper
 from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
 from orchestrator.history import SessionStore
@@ -39,6 +42,7 @@ from orchestrator.settings import Settings
 log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 2.0
+VOCABULARY_TTL_S = 60.0  # documents change rarely; a new upload reaches the ASR hint within this
 DRAIN_POLL_S = 0.1
 RETRIEVAL_K = 4
 COLLECTION = "default"
@@ -59,10 +63,15 @@ class AppState:
     # Authentication and per-caller limits; stored conversations (given the pool in open()).
     gatekeeper: Gatekeeper = field(init=False)
     session_store: SessionStore = field(init=False)
+    # Uploads are parsed in these worker processes, never in the event loop (started on demand).
+    parser: ParsePool = field(init=False)
+    _vocabulary: tuple[float, str] = (float("-inf"), "")  # (when read, the ASR hint)
+    _vocabulary_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.gatekeeper = Gatekeeper(self.settings)
         self.session_store = SessionStore(None)
+        self.parser = ParsePool(limits_from_settings(self.settings), workers=self.settings.parse_workers)
 
     async def open(self) -> None:
         url = self.settings.triton_url
@@ -112,6 +121,10 @@ class AppState:
             log.info("applied schema migrations %s", ", ".join(applied))
 
     async def close(self) -> None:
+        if self._vocabulary_task is not None:
+            self._vocabulary_task.cancel()
+            await asyncio.gather(self._vocabulary_task, return_exceptions=True)
+        await self.parser.aclose()
         if self.embedder is not None:
             await self.embedder.close()
         if self.pool is not None:
@@ -186,11 +199,40 @@ class AppState:
             raise StoreUnavailable("the document store is unavailable") from e
         return sources_from_hits(hits)
 
+    def vocabulary(self) -> str:
+        """The collection's vocabulary for the ASR (ingest/vocabulary.py), as last read; when older
+        than VOCABULARY_TTL_S it is read again in the background. A turn never waits on the store
+        for it: with Postgres down, recognition goes on with the last hint (or none)."""
+        read_at, hint = self._vocabulary
+        stale = time.monotonic() - read_at >= VOCABULARY_TTL_S
+        if (
+            stale
+            and self.pool is not None
+            and (self._vocabulary_task is None or self._vocabulary_task.done())
+        ):
+            self._vocabulary_task = asyncio.create_task(self._read_vocabulary(), name="vocabulary")
+        return hint
+
+    async def _read_vocabulary(self) -> None:
+        assert self.pool is not None
+        hint = self._vocabulary[1]
+        try:
+            async with self.pool.connection(timeout=READINESS_TIMEOUT_S) as conn:
+                hint = await collection_vocabulary(conn, COLLECTION)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+            log.warning("collection vocabulary not read: %s", type(e).__name__)
+        self._vocabulary = (time.monotonic(), hint)
+
+    def forget_vocabulary(self) -> None:
+        """Documents changed: read the vocabulary again at the next turn."""
+        self._vocabulary = (float("-inf"), self._vocabulary[1])
+
     def answer_options(self) -> AnswerOptions:
         return AnswerOptions(
             prompt_format=self.settings.llm_prompt_format,
             max_tokens=self.settings.llm_max_tokens,
             voice=self.settings.tts_voice,
+            passage_chars=self.settings.passage_chars,
         )
 
     def check_question(self, question: str) -> None:
@@ -230,6 +272,7 @@ class AppState:
             max_text_chars=self.settings.max_text_chars,
             asr_timeout_s=self.settings.triton_timeout_s,
             options=self.answer_options(),
+            speculation=self.settings.speculation,
         )
         session = VoiceSession(
             sink=sink,
@@ -239,6 +282,7 @@ class AppState:
             config=config,
             draining=lambda: self.draining,
             on_close=self.sessions.discard,
+            vocabulary=self.vocabulary,
         )
         self.sessions.add(session)
         return session

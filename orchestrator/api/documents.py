@@ -1,7 +1,7 @@
 """The documents API on the ingest package: list, upload, read and delete documents.
 
-Uploads go through the same pipeline as `voicebot ingest` (parse, chunk, embed, one transaction
-per file) and are stored under `upload://<collection>/<filename>`, so uploading a file again is
+Uploads go through the same pipeline as `voicebot ingest` (parse and chunk in a worker process
+under the parsing limits, embed, one transaction per file) and are stored under `upload://<collection>/<filename>`, so uploading a file again is
 `unchanged`, and a changed file under the same name replaces the previous version.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import psycopg
 import psycopg_pool
@@ -28,6 +28,7 @@ from ingest.embedding import Embedder
 from ingest.errors import EmbeddingUnavailable
 from ingest.errors import StoreUnavailable as IngestStoreUnavailable
 from ingest.loaders import SUPPORTED_SUFFIXES, is_supported
+from ingest.parsing import ParsePool
 from ingest.pipeline import ingest_file
 from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.responses import error_responses
@@ -47,7 +48,17 @@ STORE_TIMEOUT_S = 5.0
 ACCEPTED_SUFFIXES = ", ".join(sorted(SUPPORTED_SUFFIXES))
 
 UploadStatus = Literal["ingested", "unchanged", "failed"]
-FileErrorCode = Literal["unsupported_format", "unreadable", "rejected"]
+FileErrorCode = Literal["unsupported_format", "unreadable", "limit_exceeded", "parser_crashed", "rejected"]
+ParseLimit = Literal[
+    "cpu_time",
+    "wall_time",
+    "memory",
+    "text_chars",
+    "pages",
+    "pdf_content_bytes",
+    "nesting_depth",
+    "line_chars",
+]
 
 
 class Document(BaseModel):
@@ -69,9 +80,16 @@ class DocumentList(BaseModel):
 class FileError(BaseModel):
     code: FileErrorCode = Field(
         description="`unsupported_format` (extension not read), `unreadable` (the content could not be "
-        "parsed: broken PDF, binary data, no text), `rejected` (the store refused the content)."
+        "parsed: broken PDF, binary data, no text), `limit_exceeded` (parsing it went past a limit: see "
+        "`limit`), `parser_crashed` (the parsing worker died on it), `rejected` (the store refused the "
+        "content)."
     )
     message: str
+    limit: ParseLimit | None = Field(
+        default=None,
+        description="For `limit_exceeded`: which limit (`cpu_time`, `wall_time`, `memory`, `text_chars`, "
+        "`pages`, `pdf_content_bytes`, `nesting_depth`, `line_chars`; docs/retrieval.md).",
+    )
 
 
 class UploadResult(BaseModel):
@@ -139,6 +157,7 @@ async def list_documents(
 async def _ingest_upload(
     conn: psycopg.AsyncConnection[Any],
     embedder: Embedder,
+    parser: ParsePool,
     upload: UploadFile,
     folder: Path,
     collection: str,
@@ -155,7 +174,7 @@ async def _ingest_upload(
     await asyncio.to_thread(_write, path, data)
     try:
         result = await ingest_file(
-            conn, embedder, path, source=upload_source(collection, name), collection=collection
+            conn, embedder, path, source=upload_source(collection, name), collection=collection, parser=parser
         )
     except psycopg.DataError as e:  # content PostgreSQL refuses: the file's fault, not the store's
         return UploadResult(
@@ -163,10 +182,14 @@ async def _ingest_upload(
             error=FileError(code="rejected", message=f"{name}: rejected by the store: {e}"),
         )  # fmt: skip
     if result.status == "failed":
-        return UploadResult(
-            filename=name, status="failed", document_id=None, chunks=0,
-            error=FileError(code="unreadable", message=result.error or f"{name}: cannot be read"),
-        )  # fmt: skip
+        code = result.error_code if result.error_code in get_args(FileErrorCode) else "unreadable"
+        limit = result.error_limit if result.error_limit in get_args(ParseLimit) else None
+        error = FileError(
+            code=code,  # type: ignore[arg-type]
+            message=result.error or f"{name}: cannot be read",
+            limit=limit,  # type: ignore[arg-type]
+        )
+        return UploadResult(filename=name, status="failed", document_id=None, chunks=0, error=error)
     if result.status in ("ingested", "replaced"):
         return UploadResult(
             filename=name, status="ingested", document_id=result.document_id, chunks=result.chunks
@@ -190,8 +213,8 @@ def _write(path: Path, data: bytes) -> None:
     "",
     summary="Upload documents (multipart `files`) into a collection",
     description=f"Each file is parsed, chunked, embedded and stored under `upload://<collection>/<filename>`; "
-    f"accepted extensions: {ACCEPTED_SUFFIXES}. Every file gets a result; a file that fails does not stop "
-    "the others. The whole request may be at most `VOICEBOT_MAX_UPLOAD_BYTES`.",
+    f"accepted extensions: {ACCEPTED_SUFFIXES}. Every file gets a result; a file that fails (unreadable, or "
+    "past a parsing limit: `limit_exceeded`) does not stop the others, and nothing of it is stored. The whole request may be at most `VOICEBOT_MAX_UPLOAD_BYTES`.",
     response_model=UploadResults,
     responses=error_responses(401, 413, 429, 503),
 )
@@ -212,7 +235,9 @@ async def upload_documents(
             for index, upload in enumerate(files):
                 # One folder per file: two uploads may carry the same name.
                 results.append(
-                    await _ingest_upload(conn, state.embedder, upload, folder / str(index), collection)
+                    await _ingest_upload(
+                        conn, state.embedder, state.parser, upload, folder / str(index), collection
+                    )
                 )
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -224,6 +249,8 @@ async def upload_documents(
         sum(r.status == "unchanged" for r in results),
         sum(r.status == "failed" for r in results),
     )
+    if any(r.status == "ingested" for r in results):
+        state.forget_vocabulary()  # the speech recognition hint reads the new words at the next turn
     return UploadResults(results=results)
 
 
@@ -254,4 +281,5 @@ async def delete_document(document_id: DocumentId, state: State, caller: CallerD
     if not deleted:
         raise NotFound(f"no document with id {document_id}")
     log.info("deleted document %d", document_id)
+    state.forget_vocabulary()
     return Response(status_code=204)

@@ -1,8 +1,11 @@
-"""OpenAI-compatible `POST /v1/chat/completions` (streaming and not), grounded in the documents.
+"""OpenAI-compatible `POST /v1/chat/completions` (streaming and not) and `GET /v1/models`,
+grounded in the documents.
 
 The last user message is the question; earlier user/assistant pairs are the history. Answers
-come from the same pipeline as voice turns (retrieval, citations), without speech, so the
-official `openai` client and tools built on it work unchanged.
+come from the same pipeline as voice turns (retrieval, citations, declining), without speech, so
+the official `openai` client and tools built on it work unchanged. What OpenAI's schema has no
+field for travels in a `voicebot` object beside `choices` (the passages, which of them the answer
+cites, whether it declined); clients that do not know it ignore it.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from pydantic import BaseModel, Field
 
 from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.streaming import drain
-from orchestrator.errors import BadRequest, VoicebotError
+from orchestrator.errors import BadRequest, NotFound, VoicebotError
+from orchestrator.pipeline import AnswerResult
 from orchestrator.prompt import HISTORY_TURNS, Exchange
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MODEL_NAME = "voicebot"
+MODEL_CREATED = 1_767_225_600  # 2026-01-01: a fixed date, so listings are stable
 
 
 class ChatMessage(BaseModel):
@@ -61,6 +66,31 @@ class _Collector:
         return None
 
 
+def _model_card() -> dict[str, Any]:
+    return {"id": MODEL_NAME, "object": "model", "created": MODEL_CREATED, "owned_by": "voicebot"}
+
+
+@router.get("/models", summary="OpenAI-compatible model list (one model: the grounded assistant)")
+async def list_models(caller: CallerDep) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card()]}
+
+
+@router.get("/models/{model_id}", summary="OpenAI-compatible model card")
+async def get_model(model_id: str, caller: CallerDep) -> dict[str, Any]:
+    if model_id != MODEL_NAME:
+        raise NotFound(f"no model '{model_id}'; this server has '{MODEL_NAME}'")
+    return _model_card()
+
+
+def _extension(result: AnswerResult) -> dict[str, Any]:
+    """The `voicebot` object: every passage given to the model, and what the answer did with them."""
+    return {
+        "sources": [s.public() for s in result.sources],
+        "sources_available": result.sources_available,
+        **result.done_fields(),
+    }
+
+
 def _question_and_history(messages: list[ChatMessage]) -> tuple[str, list[Exchange]]:
     turns = [m for m in messages if m.role in ("user", "assistant")]
     if not turns or turns[-1].role != "user" or not turns[-1].text().strip():
@@ -76,14 +106,22 @@ def _question_and_history(messages: list[ChatMessage]) -> tuple[str, list[Exchan
     return turns[-1].text(), history
 
 
-def _chunk(completion_id: str, created: int, delta: dict[str, str], finish: str | None) -> str:
-    body = {
+def _chunk(
+    completion_id: str,
+    created: int,
+    delta: dict[str, str],
+    finish: str | None,
+    extension: dict[str, Any] | None = None,
+) -> str:
+    body: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion.chunk",
         "created": created,
         "model": MODEL_NAME,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
+    if extension is not None:
+        body["voicebot"] = extension
     return f"data: {json.dumps(body)}\n\n"
 
 
@@ -95,7 +133,9 @@ async def chat_completions(
     state.check_question(question)  # 413 / 400 before a stream starts
     sink = _Collector()
 
-    async def run() -> str:
+    results: list[AnswerResult] = []
+
+    async def run() -> AnswerResult:
         try:
             result = await state.answer_text(
                 question,
@@ -103,23 +143,29 @@ async def chat_completions(
                 history=history[-HISTORY_TURNS:],
                 max_tokens=body.max_completion_tokens or body.max_tokens,
             )
-            return result.text
+            results.append(result)
+            return result
         finally:
             await sink.deltas.put(None)
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not body.stream:
-        text = await run()
+        result = await run()
         return {
             "id": completion_id,
             "object": "chat.completion",
             "created": created,
             "model": MODEL_NAME,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": "stop",
+                }
             ],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "voicebot": _extension(result),
         }
 
     async def stream() -> AsyncIterator[str]:
@@ -130,7 +176,7 @@ async def chat_completions(
         except VoicebotError as e:
             yield f"data: {json.dumps({'error': {'code': e.code.value, 'message': e.message}})}\n\n"
             return
-        yield _chunk(completion_id, created, {}, "stop")
+        yield _chunk(completion_id, created, {}, "stop", _extension(results[0]) if results else None)
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -61,7 +61,7 @@ class StoredTurn(BaseModel):
     question: str
     answer: str = Field(description="Empty unless the turn was answered (outcome ok).")
     citations: list[Citation]
-    timings: dict[str, float | None] = Field(description="Stage timings in ms, as in turn.done.")
+    timings: dict[str, float | str | None] = Field(description="Stage timings in ms, as in turn.done.")
     outcome: Literal["ok", "error", "cancelled"]
     created_at: datetime
 

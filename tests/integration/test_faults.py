@@ -142,13 +142,15 @@ def _readiness(url: str) -> tuple[int, dict[str, bool]]:
 
 
 def _ask_while(url: str, fault: Callable[[], None]) -> Turn:
-    """Ask a long spoken question, call `fault` once the answer is streaming, collect the turn."""
+    """Ask a long spoken question, call `fault` once its passages are found (the LLM is reading the
+    prompt: answer deltas are whole checked sentences, so by the first one a short answer may be
+    all generated), collect the turn."""
 
     async def scenario() -> Turn:
         async with websockets.connect(url, max_size=None) as ws:
             await _start(ws)
             await ws.send(json.dumps({"type": "text", "text": LONG_QUESTION}))
-            before = await _receive_until(ws, lambda e: e["type"] == "answer.delta")
+            before = await _receive_until(ws, lambda e: e["type"] == "sources")
             await asyncio.to_thread(fault)
             after = await _receive_until(ws, _turn_done)
             return Turn(before.events + after.events, before.audio_bytes + after.audio_bytes)
@@ -244,7 +246,7 @@ def test_barge_in_leaves_no_generation_running_on_triton(stack: Stack) -> None:
         async with websockets.connect(stack.ws_url, max_size=None) as ws:
             await _start(ws)
             await ws.send(json.dumps({"type": "text", "text": LONG_QUESTION}))
-            await _receive_until(ws, lambda e: e["type"] == "answer.delta")
+            await _receive_until(ws, lambda e: e["type"] == "sources")  # the llm is reading the prompt
             await ws.send(json.dumps({"type": "text", "text": SHORT_QUESTION, "speak": False}))  # barge-in
             return await _receive_until(ws, lambda e: e["type"] == "turn.done" and e["turn"] == 2)
 

@@ -228,14 +228,21 @@ def test_the_official_openai_client_works_unchanged(gateway: str) -> None:
         )
         assert completion.choices[0].message.content
         assert completion.choices[0].finish_reason == "stop"
+        assert [m.id for m in client.models.list()] == ["voicebot"]  # chat UIs list models first
         stream = client.chat.completions.create(
             model="voicebot",
             messages=[{"role": "user", "content": "What does ingest do?"}],
             stream=True,
             max_tokens=60,
         )
-        pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+        chunks = list(stream)
     finally:
         client.close()
-    assert len([p for p in pieces if p]) > 1
+    # A role chunk, the answer's checked sentences as content chunks, then the finish chunk.
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason == "stop"
     assert "".join(pieces).strip()
+    extension = chunks[-1].model_extra["voicebot"]  # the passages and what the answer cites
+    assert extension["sources"]
+    assert set(extension["citations"]) <= {s["n"] for s in extension["sources"]}

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import ModelUnavailable
-from orchestrator.inference import AudioChunk, Transcript
+from orchestrator.inference import AudioChunk, Transcript, Usage
 
 
 class ListSink:
@@ -41,7 +41,9 @@ class FakeModels:
         self.fail = fail
         self.prompts: list[str] = []
 
-    async def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]:
+    async def generate(
+        self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
+    ) -> AsyncGenerator[str, None]:
         self.prompts.append(prompt)
         if self.fail:
             raise ModelUnavailable("model 'llm' is unavailable")
@@ -53,6 +55,10 @@ class FakeModels:
         self, text: str, *, voice: str = "", speaking_rate: float = 1.0
     ) -> AsyncGenerator[AudioChunk, None]:
         yield AudioChunk(np.zeros(16, dtype=np.int16), 16000)
+
+    async def prefill(self, prompt: str) -> int | None:
+        self.prompts.append(prompt)
+        return len(prompt.split())
 
     async def transcribe_chunk(self, pcm: object, **kwargs: object) -> Transcript:
         return Transcript("hello", True)

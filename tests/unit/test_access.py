@@ -187,5 +187,8 @@ def test_a_request_body_that_cannot_be_echoed_still_gets_422() -> None:
     with _client(bootstrap_api_key=BOOTSTRAP) as client:
         response = client.post("/v1/chat", headers=headers, content=b'{"message": "\\ud800"}')
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "message"]
-    assert "input" not in response.json()["detail"][0]
+    error = response.json()["error"]
+    assert error["code"] == "bad_request"
+    assert error["message"].startswith("body.message: ")
+    assert error["details"][0]["loc"] == ["body", "message"]
+    assert "input" not in error["details"][0]

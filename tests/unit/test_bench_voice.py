@@ -23,8 +23,10 @@ from tests.bench.bench_voice import (
     parse_per_n,
     percentile,
     read_audio_frame,
+    speculation_summary,
     summarize_turns,
     summary,
+    ttfa_by_length,
 )
 
 
@@ -222,3 +224,77 @@ def test_a_socket_that_closes_mid_turn_is_a_connection_error() -> None:
     record = asyncio.run(scenario())
     assert record.errors == ["connection:ConnectionError"]
     assert record.failed
+
+
+def test_the_physical_limit_is_asr_tail_cached_llm_and_first_chunk() -> None:
+    direct = DirectRecord(
+        turn=2,
+        utterance=0,
+        asr_ms=300.0,
+        retrieval_ms=40.0,
+        llm_first_token_ms=150.0,
+        llm_first_sentence_ms=400.0,
+        tts_first_chunk_ms=100.0,
+        wall_ms=900.0,
+        first_sentence_chars=30,
+        llm_cached_first_sentence_ms=400.0,
+    )
+    assert direct.physical_limit_ms == 800.0  # retrieval is not in it: speculation moves it
+    turn = TurnRecord(concurrency=1, session=0, turn=2, utterance=0, ttfa_ms=920.0)
+    ratio = compare_direct([turn], [direct])["ratio_ttfa_over_limit"]
+    assert (ratio["n"], ratio["p50"]) == (1, 1.15)
+
+
+def test_speculation_figures_count_outcomes_and_thrown_away_prefill() -> None:
+    def turn(outcome: str, spent: int, wasted: int) -> TurnRecord:
+        timings = {"speculation": outcome, "speculative_tokens": spent, "speculative_wasted_tokens": wasted}
+        return TurnRecord(concurrency=1, session=0, turn=1, utterance=0, outcome="ok", timings=timings)
+
+    figures = speculation_summary([turn("hit", 400, 0), turn("hit", 800, 400), turn("miss", 300, 300)])
+    assert figures["outcomes"] == {"hit": 2, "miss": 1}
+    assert (figures["hit_rate"], figures["prefill_tokens"], figures["wasted_tokens"]) == (0.667, 1500, 700)
+
+
+def test_ttfa_is_reported_by_utterance_length() -> None:
+    utterances = [Utterance("short", b"\0\0" * 16000 * 2), Utterance("long", b"\0\0" * int(16000 * 4.3))]
+    records = [
+        TurnRecord(concurrency=1, session=0, turn=1, utterance=0, ttfa_ms=500.0),
+        TurnRecord(concurrency=1, session=0, turn=2, utterance=1, ttfa_ms=900.0),
+    ]
+    by_length = ttfa_by_length(records, utterances)
+    assert sorted(by_length) == ["2s", "4s"]
+    assert by_length["4s"]["p50"] == 900.0
+
+
+def test_the_waterfall_draws_the_limit_the_gateway_and_the_client_on_one_axis() -> None:
+    from tests.bench.waterfall import rows, svg
+
+    report = {
+        "direct_at_n1": {
+            "direct_ms": {"asr_final": {"p50": 300.0}, "tts_first_chunk": {"p50": 100.0}},
+            "physical_limit_ms": {"llm_cached_first_sentence": {"p50": 400.0}},
+        },
+        "results": {
+            "1": {
+                "gateway_timings_ms": {
+                    "asr_final": {"p50": 310.0},
+                    "llm_first_token": {"p50": 500.0},
+                    "tts_first_audio": {"p50": 880.0},
+                },
+                "client_ms": {"time_to_first_audio": {"p50": 900.0}},
+            }
+        },
+    }
+    bars = rows(report)
+    assert [(round(start), round(end)) for _, start, end, _ in bars] == [
+        (0, 300),
+        (300, 700),
+        (700, 800),
+        (0, 310),
+        (310, 500),
+        (500, 880),
+        (0, 900),
+    ]
+    picture = svg(bars, "turn")
+    assert picture.startswith("<svg")
+    assert picture.count("<rect") == len(bars) + 1

@@ -10,13 +10,14 @@ import pytest
 
 from ingest.chunking import (
     DEFAULT_MAX_TOKENS,
+    MAX_PREFIX_CHARS,
     MAX_PREFIX_TOKENS,
     Chunk,
     Chunker,
     ChunkingConfig,
     embedding_input,
 )
-from ingest.loaders import ParsedDocument, parse_bytes
+from ingest.loaders import Block, ParsedDocument, parse_bytes
 from ingest.tokens import MODEL_MAX_TOKENS, EstimateCounter, TokenCounter, WordPieceCounter, default_counter
 
 COUNTERS: list[TokenCounter] = [EstimateCounter()]
@@ -183,3 +184,83 @@ def test_estimate_counts_close_to_wordpiece() -> None:
     text = Path(__file__).read_text()
     ratio = EstimateCounter().count(text) / wordpiece.count(text)
     assert 0.9 <= ratio <= 1.3
+
+
+def _chunk_doc(blocks: list[Block], counter: TokenCounter, **config: int) -> list[Chunk]:
+    return Chunker(ChunkingConfig(**config), counter).chunk(ParsedDocument("T", tuple(blocks), "html"))
+
+
+def test_a_chunk_that_starts_inside_an_explanation_starts_with_its_term(counter: TokenCounter) -> None:
+    explanation = " ".join(f"Sentence {i} explains what amending does." for i in range(60))
+    blocks = [
+        Block("heading", "OPTIONS", 2),
+        Block("definition", f"--amend: {explanation}", term="--amend"),
+        Block("code", "```\n$ git commit --amend\n```", term="--amend"),
+        Block("definition", "--all: Stage everything.", term="--all"),
+    ]
+    chunks = _chunk_doc(blocks, counter, max_tokens=80, overlap_tokens=10)
+    assert len(chunks) > 3
+    amend = [c for c in chunks if "amend" in c.text and "--all" not in c.text]
+    assert all(c.text.startswith("--amend:") for c in amend), [c.text[:30] for c in amend]
+    assert all(c.token_count <= 80 for c in chunks)
+    assert chunks[-1].text.endswith("--all: Stage everything.")
+
+
+def test_overlap_stays_within_one_block(counter: TokenCounter) -> None:
+    first = " ".join(f"Alpha fact {i} is here." for i in range(30))
+    second = " ".join(f"Beta fact {i} is here." for i in range(30))
+    chunks = chunk(f"## S\n\n{first}\n\n{second}\n", counter, max_tokens=60, overlap_tokens=15)
+    # Within a paragraph the next chunk repeats the previous one's end; a new paragraph does not
+    # start with the end of the one before (that repeated text, not context).
+    assert sum("Alpha fact 27 is here." in c.text for c in chunks) == 2
+    assert sum("Alpha fact 29 is here." in c.text for c in chunks) == 1
+    assert next(c for c in chunks if "Beta fact 0 " in c.text).text.startswith("Beta fact 0 ")
+
+
+def test_chunks_carry_the_page_they_start_on(counter: TokenCounter) -> None:
+    blocks = [
+        Block("heading", "Page 1", 1, page=1),
+        Block("paragraph", "First page text.", page=1),
+        Block("heading", "Page 2", 1, page=2),
+        Block("paragraph", "Second page text.", page=2),
+    ]
+    chunks = _chunk_doc(blocks, counter)
+    assert [(c.heading_path, c.page) for c in chunks] == [(("Page 1",), 1), (("Page 2",), 2)]
+
+
+def test_readable_table_rows_are_split_without_a_header(counter: TokenCounter) -> None:
+    rows = "\n".join(f"Setting: s{i}; Default: {i}; Meaning: what s{i} does" for i in range(60))
+    chunks = _chunk_doc([Block("table", rows)], counter, max_tokens=60, overlap_tokens=0)
+    assert len(chunks) > 2
+    assert [line for c in chunks for line in c.text.split("\n")] == rows.split("\n")
+
+
+def test_cutting_a_long_seamless_run_is_linear_and_complete(counter: TokenCounter) -> None:
+    run = " ".join(["word"] * 20_000)  # no sentence end: cut at whitespace by token count
+    chunks = chunk(f"## Run\n\n{run}\n", counter, max_tokens=64, overlap_tokens=0)
+    assert " ".join(c.text for c in chunks) == run
+    assert all(c.token_count <= 64 for c in chunks)
+
+
+def test_chunks_are_bounded_in_characters_too(counter: TokenCounter) -> None:
+    # Words past WordPiece's 100 characters are one [UNK] token each: tokens alone do not bound
+    # a chunk's length, and the embed model refuses inputs over 8,192 characters.
+    text = " ".join(f"{i:03d}" + "z" * 150 for i in range(200))
+    chunks = chunk(f"## Long words\n\n{text}\n", counter, max_chars=1000)
+    assert len(chunks) > 20
+    assert all(len(c.text) <= 1000 for c in chunks)
+    assert " ".join(c.text for c in chunks) == text
+
+
+def test_max_chars_shortens_passages(counter: TokenCounter) -> None:
+    sentences = " ".join(f"Sentence {i} says something useful about the topic." for i in range(100))
+    chunks = chunk(f"## S\n\n{sentences}\n", counter, max_chars=700, overlap_tokens=0)
+    assert all(len(c.text) <= 700 for c in chunks)
+    assert max(len(c.text) for c in chunks) > 500
+
+
+def test_embedding_input_prefix_is_capped_in_characters() -> None:
+    title = "a" + " " * 30_000 + "b"
+    text = embedding_input(title, ["Section"], "body")
+    assert text == "a b > Section\nbody"
+    assert len(embedding_input("t" * 5000, [], "body")) <= MAX_PREFIX_CHARS + len("\nbody")

@@ -17,7 +17,15 @@ from orchestrator.settings import Settings
 from orchestrator.state import AppState
 from tests.unit.fakes import FakeModels, ListSink
 
-SOURCE = Source(n=1, title="Guide", source="docs/guide.md", heading_path=["Start"], snippet="Run make up.")
+SOURCE = Source(
+    n=1,
+    title="Guide",
+    source="docs/guide.md",
+    heading_path=["Start"],
+    snippet="Run make up.",
+    # Every question these tests ask finds words of its own here, so no answer is declined.
+    text="Hello! To start it, run make up. Tell me slowly if it does not start, or will fail.",
+)
 
 
 def _turn(n: int, outcome: str = "ok", answer: str | None = None) -> TurnRecord:
@@ -82,14 +90,14 @@ class FakeStore:
         self.sessions.setdefault(session_id, (subject, []))[1].append(turn)
 
 
-async def _no_sources(question: str) -> list[Source]:
+async def _guide(question: str) -> list[Source]:
     return [SOURCE]
 
 
 def _session(models: FakeModels, store: FakeStore, sink: ListSink, **settings: Any) -> VoiceSession:
     state = AppState(Settings(dev_mode=True, **settings))
     state.models = models  # type: ignore[assignment]  # a fake at the model seam
-    state.retrieve = _no_sources  # type: ignore[method-assign]
+    state.retrieve = _guide  # type: ignore[method-assign]
     session = state.new_session(sink)
     session.subject = "key:7"
     session.store = store

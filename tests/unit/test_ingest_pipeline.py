@@ -101,3 +101,20 @@ def test_ingest_file_reports_an_unreadable_upload(tmp_path: Path) -> None:
     assert (result.status, result.source) == ("failed", "upload://x.pdf")
     assert result.error is not None
     assert "cannot read" in result.error
+    assert result.error_code == "unreadable"
+
+
+def test_failed_results_carry_a_stable_code_and_the_limit() -> None:
+    from ingest.errors import ParseError, ParseLimitExceeded, ParserCrashed, UnsupportedFormat
+    from ingest.pipeline import failed
+
+    cases = [
+        (ParseLimitExceeded("pages", "too many pages"), "limit_exceeded", "pages"),
+        (ParserCrashed("the worker died"), "parser_crashed", None),
+        (ParseError("broken"), "unreadable", None),
+        (UnsupportedFormat("x.exe"), "unsupported_format", None),
+    ]
+    for error, code, limit in cases:
+        result = failed("upload://x", error)
+        assert (result.status, result.error_code, result.error_limit) == ("failed", code, limit)
+        assert result.error == str(error)

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import ModelUnavailable, StoreUnavailable
-from orchestrator.inference import AudioChunk
+from orchestrator.inference import AudioChunk, Usage
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import AnswerOptions, Source, Timings, answer
+from orchestrator.prompt import NO_ANSWER
 from orchestrator.protocol import AudioHeader
 
 SOURCE = Source(
@@ -22,7 +23,8 @@ SOURCE = Source(
     source="docs/guide.md",
     heading_path=["Start"],
     snippet="Run make up.",
-    text="Run make up.",
+    text="To start the local stack, run make up. Then open the URL it prints: a first sentence, "
+    "then a second, then a third.",
 )
 
 
@@ -60,7 +62,9 @@ class FakeModels:
         self.closed: list[str] = []
         self.speaking = asyncio.Event()
 
-    async def generate(self, prompt: str, *, max_tokens: int, stop: list[str]) -> AsyncGenerator[str, None]:
+    async def generate(
+        self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
+    ) -> AsyncGenerator[str, None]:
         self.prompts.append(prompt)
         try:
             for delta in self.deltas:
@@ -118,8 +122,10 @@ def test_streams_sources_deltas_audio_and_done() -> None:
     kinds = sink.kinds()
     assert kinds[0] == "sources"
     assert sink.events("sources")[0]["sources"][0]["title"] == "Guide"  # type: ignore[index]
-    assert "".join(e["text"] for e in sink.events("answer.delta")) == "Run make up [1]. Then open the URL."  # type: ignore[misc]
-    assert sink.events("answer.done")[0]["text"] == "Run make up [1]. Then open the URL."
+    assert (
+        "".join(e["text"] for e in sink.events("answer.delta")) == "Run make up [1]. Then open the URL [1]."
+    )  # type: ignore[misc]
+    assert sink.events("answer.done")[0]["text"] == "Run make up [1]. Then open the URL [1]."
     assert models.spoken == ["Run make up.", "Then open the URL."]  # citations are not read aloud
     assert kinds.count("audio") == 4
     assert [h.seq for h in sink.audio_headers()] == [0, 1, 2, 3]
@@ -131,7 +137,7 @@ def test_streams_sources_deltas_audio_and_done() -> None:
         timings.tts_first_audio,
         timings.first_audio,
     )
-    assert "Run make up." in models.prompts[0]  # the passage is in the prompt
+    assert "run make up." in models.prompts[0]  # the passage is in the prompt
 
 
 def test_first_sentence_is_spoken_before_generation_ends() -> None:
@@ -144,12 +150,12 @@ def test_first_sentence_is_spoken_before_generation_ends() -> None:
 
 
 def test_speech_failure_still_delivers_the_text() -> None:
-    sink, _, result = asyncio.run(_run(FakeModels(["One. ", "Two."], tts_fails=True)))
+    sink, _, result = asyncio.run(_run(FakeModels(["A first sentence. ", "Then a second."], tts_fails=True)))
     errors = sink.events("error")
     assert len(errors) == 1
     assert errors[0]["code"] == "model_unavailable"
     assert errors[0]["fatal"] is False
-    assert sink.events("answer.done")[0]["text"] == "One. Two."
+    assert sink.events("answer.done")[0]["text"] == "A first sentence [1]. Then a second [1]."
     assert "audio" not in sink.kinds()
     assert not result.spoken  # type: ignore[attr-defined]
 
@@ -177,7 +183,7 @@ def test_text_only_answers_skip_speech() -> None:
 
 
 def test_cancelling_closes_both_model_streams() -> None:
-    models = FakeModels(["A sentence. "] + ["more "] * 200, delta_delay=0.005)
+    models = FakeModels(["A sentence. "] + ["then "] * 200, delta_delay=0.005)
 
     async def scenario() -> None:
         task = asyncio.create_task(_run(models))
@@ -194,7 +200,82 @@ def test_speech_behind_a_full_queue_still_finishes_every_sentence() -> None:
     # Generation outruns speech until the sentence queue is full; the end of the answer must
     # still reach the speaker, and every sentence must be spoken.
     models = FakeModels([f"Sentence {i}. " for i in range(30)], tts_delay=0.002)
-    sink, _, result = asyncio.run(asyncio.wait_for(_run(models), timeout=60))
+    # Search down: no gate, so the answer may be as long as max_sentences allows.
+    run = _run(models, retrieve=_retrieve_down, max_sentences=30)
+    sink, _, result = asyncio.run(asyncio.wait_for(run, timeout=60))
     assert len(models.spoken) == 30
     assert sink.kinds().count("audio") == 60
     assert result.spoken  # type: ignore[attr-defined]
+
+
+GIT = Source(
+    n=1,
+    title="git-commit",
+    source="git-commit.html",
+    heading_path=["OPTIONS"],
+    snippet="--amend",
+    text="--amend: Replace the tip of the current branch by creating a new commit.",
+)
+
+
+async def _retrieve_git(question: str) -> list[Source]:
+    return [GIT]
+
+
+async def _ask(question: str, models: FakeModels) -> tuple[RecordingSink, object]:
+    sink = RecordingSink()
+    result = await answer(
+        question,
+        turn=1,
+        t0=time.monotonic(),
+        sink=sink,
+        models=models,
+        retrieve=_retrieve_git,
+        history=[],
+        options=AnswerOptions(),
+        timings=Timings(),
+        metrics=Metrics(),
+    )
+    return sink, result
+
+
+def test_a_question_the_documents_do_not_touch_is_declined_without_the_llm() -> None:
+    models = FakeModels(["Paris [1]."])
+    sink, result = asyncio.run(_ask("What is the capital of France?", models))
+    assert models.prompts == []  # the LLM was not asked
+    done = sink.events("answer.done")[0]
+    assert (done["text"], done["declined"], done["decline_reason"], done["citations"]) == (
+        NO_ANSWER,
+        True,
+        "not_in_documents",
+        [],
+    )
+    assert models.spoken == [NO_ANSWER]
+    assert result.declined  # type: ignore[attr-defined]
+
+
+def test_an_answer_the_passages_do_not_back_is_never_shown_or_spoken() -> None:
+    models = FakeModels(["The current branch ", "is called main in Paris, France. ", "It is old."])
+    sink, _ = asyncio.run(_ask("What is the current branch called?", models))
+    assert [e["text"] for e in sink.events("answer.delta")] == [NO_ANSWER]
+    assert sink.events("answer.done")[0]["decline_reason"] == "unsupported"
+    assert "Paris" not in " ".join(models.spoken)
+    assert "llm" in models.closed  # generation was stopped, not drained
+
+
+def test_the_model_saying_it_cannot_answer_becomes_the_stable_sentence() -> None:
+    models = FakeModels(["The passages do not mention the branch name."])
+    sink, _ = asyncio.run(_ask("What is the current branch called?", models))
+    done = sink.events("answer.done")[0]
+    assert (done["text"], done["decline_reason"]) == (NO_ANSWER, "model_declined")
+
+
+def test_answers_are_cited_and_a_repetition_ends_them() -> None:
+    sentence = "Amend replaces the tip of the current branch with a new commit. "
+    models = FakeModels([sentence, sentence, sentence, "And more."])
+    sink, _ = asyncio.run(_ask("What does amend do?", models))
+    done = sink.events("answer.done")[0]
+    assert done["text"] == "Amend replaces the tip of the current branch with a new commit [1]."
+    assert (done["citations"], done["declined"]) == ([1], False)
+    assert models.spoken == ["Amend replaces the tip of the current branch with a new commit."]
+    assert "llm" in models.closed

@@ -60,3 +60,27 @@ def test_flush_of_nothing_is_empty() -> None:
 
 def test_speakable_drops_citations_and_markdown() -> None:
     assert speakable("Run **make up** [1] to start it [2, 3].") == "Run make up to start it."
+
+
+@pytest.mark.parametrize(
+    ("written", "spoken"),
+    [
+        ("Set VOICEBOT_DEV_MODE to true [1].", "Set voicebot dev mode to true."),
+        ("Use git fetch --prune to drop them.", "Use git fetch prune to drop them."),
+        ("Set core.autocrlf in config.toml.", "Set core dot autocrlf in config dot toml."),
+        ("Python 3.11 works.", "Python 3.11 works."),
+        ("Set `max_tokens` lower.", "Set max tokens lower."),
+        ("See https://example.com/x for more.", "See the link for more."),
+        ("- First, call TritonPythonModel.", "First, call Triton Python Model."),
+        ("## Start\nRun it.", "Start Run it."),
+    ],
+)
+def test_speakable_says_identifiers_the_way_a_person_does(written: str, spoken: str) -> None:
+    assert speakable(written) == spoken
+
+
+def test_code_blocks_are_not_spoken_and_not_cut_inside() -> None:
+    text = "Run this:\n```sh\nmake up. make test.\n```\nThen open the page. Done."
+    sentences = _split_stream(text, 4)
+    assert sentences == ["Run this:\n```sh\nmake up. make test.\n```\nThen open the page.", "Done."]
+    assert speakable(sentences[0]) == "Run this: Then open the page."

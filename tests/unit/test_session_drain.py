@@ -11,21 +11,31 @@ from orchestrator.settings import Settings
 from orchestrator.state import AppState
 from tests.unit.fakes import FakeModels, ListSink
 
+# A passage that backs every sentence the fake LLM writes ("word0 … word9."), so the gate keeps them.
+WORDS = Source(
+    n=1,
+    title="Words",
+    source="words.md",
+    heading_path=[],
+    snippet="",
+    text=" ".join(f"word{i} everything forever" for i in range(10)),
+)
 
-async def _no_sources(question: str) -> list[Source]:
-    return []
+
+async def _words(question: str) -> list[Source]:
+    return [WORDS]
 
 
 def _state(models: FakeModels) -> AppState:
     state = AppState(Settings(dev_mode=True))
     state.models = models  # type: ignore[assignment]  # a fake at the model seam
-    state.retrieve = _no_sources  # type: ignore[method-assign]
+    state.retrieve = _words  # type: ignore[method-assign]
     return state
 
 
 def test_drain_lets_the_answer_finish_then_tells_clients_to_reconnect() -> None:
     async def scenario() -> tuple[ListSink, ListSink, AppState]:
-        state = _state(FakeModels([f"word{i} " for i in range(10)], delay=0.02))
+        state = _state(FakeModels([f"word{i}. " for i in range(3)], delay=0.05))
         busy_sink, idle_sink = ListSink(), ListSink()
         busy, idle = state.new_session(busy_sink), state.new_session(idle_sink)
         for session in (busy, idle):
@@ -43,7 +53,7 @@ def test_drain_lets_the_answer_finish_then_tells_clients_to_reconnect() -> None:
 
     busy_sink, idle_sink, state = asyncio.run(scenario())
     assert busy_sink.of("turn.done")[0]["outcome"] == "ok"
-    assert len(busy_sink.of("answer.delta")) == 10
+    assert len(busy_sink.of("answer.delta")) == 3  # every sentence of the answer
     assert busy_sink.events[-1] == {
         "type": "error",
         "code": "shutting_down",
@@ -60,7 +70,7 @@ def test_drain_lets_the_answer_finish_then_tells_clients_to_reconnect() -> None:
 
 def test_drain_gives_up_after_its_timeout() -> None:
     async def scenario() -> tuple[ListSink, bool]:
-        state = _state(FakeModels(["word "] * 1000, delay=0.05))
+        state = _state(FakeModels(["word1 "] * 1000, delay=0.05))
         sink = ListSink()
         session = state.new_session(sink)
         await session.on_text(json.dumps({"type": "session.start"}))

@@ -65,3 +65,25 @@ def test_environment_wins_over_secret_files(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("VOICEBOT_SECRETS_DIR", str(tmp_path))
     monkeypatch.setenv("VOICEBOT_PORT", "9001")
     assert Settings(dev_mode=True).port == 9001
+
+
+def test_command_line_clients_need_no_gateway_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `voicebot ingest DIR` beside a running `make up`: no VOICEBOT_DEV_MODE, no secret exported.
+    for name in ("VOICEBOT_DEV_MODE", "VOICEBOT_AUTH_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    from orchestrator.settings import ClientSettings
+
+    settings = ClientSettings()
+    assert (settings.postgres_port, settings.triton_url) == (54329, "127.0.0.1:8001")  # the local stack
+
+
+def test_a_settings_error_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli import main
+
+    monkeypatch.setenv("VOICEBOT_TRITON_TIMEOUT_S", "soon")
+    assert main(["ingest", "/nonexistent"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("error: invalid settings: VOICEBOT_TRITON_TIMEOUT_S: ")

@@ -1,7 +1,9 @@
 """Triton Python model `asr`: faster-whisper with streaming partial transcripts.
 
 Tensor contract (docs/models.md#asr): `audio` TYPE_INT16 [-1] (PCM16, 16 kHz, mono; may be empty
-on the END request), optional `language` TYPE_STRING [1] -> `transcript` TYPE_STRING [1],
+on the END request), optional `language` TYPE_STRING [1], optional `prompt` TYPE_STRING [1] (read
+at START: words the speech is likely to contain, e.g. the document collection's vocabulary; the
+decoder is biased towards them, `vocabulary_mode`) -> `transcript` TYPE_STRING [1],
 `is_final` TYPE_BOOL [1], `segments` TYPE_STRING [1] (JSON list of {start, end, text}).
 Triton's sequence batcher supplies START, END and CORRID; the model keeps one
 `voicebot_models.asr_stream.AsrStream` per CORRID (see that module for what is re-decoded).
@@ -24,6 +26,7 @@ from voicebot_models.serving import InputError, ModelParameters, single_text
 
 STATE_IDLE_FACTOR = 10
 MAX_LANGUAGE_CHARS = 16
+MAX_PROMPT_CHARS = 1000
 
 
 def _flag(request: Any, name: str) -> bool:
@@ -53,6 +56,12 @@ class TritonPythonModel:
             None if self.model.model.is_multilingual else "en"
         )
         self.beam_size = params.get_int("beam_size", 1)
+        # How a sequence's `prompt` biases decoding: faster-whisper's `hotwords`, its
+        # `initial_prompt` (previous-text conditioning), or not at all.
+        self.vocabulary_mode = params.get_str("vocabulary_mode", "hotwords")
+        if self.vocabulary_mode not in ("hotwords", "initial_prompt", "off"):
+            raise ValueError(f"vocabulary_mode {self.vocabulary_mode!r}: use hotwords, initial_prompt or off")
+        self.prompts: dict[int, str] = {}
         self.options = StreamOptions(
             partial_interval_s=params.get_float("partial_interval_s", 1.0),
             commit_after_s=params.get_float("commit_after_s", 20.0),
@@ -68,16 +77,26 @@ class TritonPythonModel:
         self.streams: dict[int, AsrStream] = {}
         pb_utils.Logger.log_info(f"asr: {weights.entry.id} from {weights.source} ({weights.dir})")
 
-    def decode(self, audio: np.ndarray, language: str | None) -> list[Segment]:
+    def decode(self, audio: np.ndarray, language: str | None, prompt: str = "") -> list[Segment]:
         """Transcribe audio (float32, 16 kHz); times are relative to the audio given."""
+        bias: dict[str, str] = {}
+        if prompt and self.vocabulary_mode != "off":
+            bias[self.vocabulary_mode] = prompt
         segments, _ = self.model.transcribe(
             audio,
             language=language,
             beam_size=self.beam_size,
             vad_filter=False,
             condition_on_previous_text=False,
+            **bias,
         )
         return [Segment(s.start, s.end, s.text.strip()) for s in segments]
+
+    def _prompt(self, request: Any) -> str:
+        tensor = pb_utils.get_input_tensor_by_name(request, "prompt")
+        if tensor is None:
+            return ""
+        return single_text(tensor.as_numpy(), "prompt", MAX_PROMPT_CHARS, allow_empty=True).strip()
 
     def _language(self, request: Any) -> str | None:
         tensor = pb_utils.get_input_tensor_by_name(request, "language")
@@ -99,6 +118,7 @@ class TritonPythonModel:
         now = time.monotonic()
         for corrid in [c for c, s in self.streams.items() if now - s.last_seen > self.idle_s]:
             del self.streams[corrid]
+            self.prompts.pop(corrid, None)
 
     def _respond(self, transcript: str, segments: list[Segment], final: bool) -> Any:
         payload = json.dumps([s.as_dict() for s in segments], ensure_ascii=False)
@@ -118,20 +138,28 @@ class TritonPythonModel:
             raise InputError("input 'audio' is empty; only the END request may carry no audio")
         if start:
             self.streams[corrid] = AsrStream(self.options, language=self._language(request))
+            self.prompts[corrid] = self._prompt(request)
         stream = self.streams.get(corrid)
         if stream is None:
             raise InputError(f"sequence {corrid} is unknown or expired; start it again with START")
+        prompt = self.prompts.get(corrid, "")
+
+        def decode(audio: np.ndarray, language: str | None) -> list[Segment]:
+            return self.decode(audio, language, prompt)
+
         try:
             stream.append(audio)
             if not end:
-                text, segments = stream.partial(self.decode)
+                text, segments = stream.partial(decode)
                 return self._respond(text, segments, final=False)
-            text, segments = stream.final(self.decode)
+            text, segments = stream.final(decode)
         except ValueError as e:
             if end:
                 self.streams.pop(corrid, None)
+                self.prompts.pop(corrid, None)
             raise InputError(str(e)) from None
         self.streams.pop(corrid, None)
+        self.prompts.pop(corrid, None)
         return self._respond(text, segments, final=True)
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -152,3 +180,4 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.streams.clear()
+        self.prompts.clear()

@@ -4,20 +4,33 @@ Tensor contract (docs/models.md#llm): `text_input` TYPE_STRING [1] (the formatte
 `stream` TYPE_BOOL [1] (default true), `sampling_parameters` TYPE_STRING [1] (JSON: temperature,
 top_p, max_tokens, stop, ...), `exclude_input_in_output` TYPE_BOOL [1] -> `text_output` TYPE_STRING
 [-1]: when streaming, each response carries only the new text; the last response carries the
-FINAL flag and `num_input_tokens` / `num_output_tokens` TYPE_UINT32 [1]. Without streaming, one
-response holds the whole text (prefixed by the prompt unless `exclude_input_in_output`, as vLLM).
+FINAL flag and `num_input_tokens` / `num_output_tokens` / `num_cached_tokens` TYPE_UINT32 [1].
+Without streaming, one response holds the whole text (prefixed by the prompt unless
+`exclude_input_in_output`, as vLLM).
+
+Prefix caching (as vLLM's automatic prefix caching): the key/value state of each prompt is saved
+(images/triton/voicebot_models/prefix_cache.py) and restored for a later prompt that starts the same way,
+so only the new tokens are evaluated. The gateway warms a turn's prompt prefix while the user is
+still speaking with a `max_tokens: 1` request; at the release only the question is left to read.
+`num_cached_tokens` says how many prompt tokens were not evaluated again. The prompt is evaluated
+in chunks of `prefill_chunk_tokens`, checking for cancellation in between, so a speculative
+prefill the gateway abandons frees the model within one chunk.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
+import llama_cpp
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from llama_cpp import Llama
 
+from voicebot_models.prefix_cache import PrefixCache, common_prefix
 from voicebot_models.resolve import resolve_model
 from voicebot_models.serving import (
     InputError,
@@ -61,7 +74,49 @@ class TritonPythonModel:
             n_gpu_layers=params.get_int("n_gpu_layers", 0),
             verbose=False,
         )
+        self.prefix_cache = PrefixCache(params.get_int("prefix_cache_mb", 256) * 2**20)
+        self.prefill_chunk = max(1, params.get_int("prefill_chunk_tokens", 64))
         pb_utils.Logger.log_info(f"llm: {weights.entry.id} from {weights.source} ({weights.file})")
+
+    # ---- prefix cache ----------------------------------------------------------------
+
+    def _save(self, tokens: Sequence[int]) -> None:
+        """Save the context's key/value state, which holds exactly `tokens`."""
+        ctx = self.llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+        if written:
+            self.prefix_cache.put(tokens, bytes(buffer)[:written])
+
+    def _restore(self, tokens: Sequence[int], state: bytes) -> bool:
+        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self.llm.n_tokens = 0
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if not llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buffer, len(state), 0):
+            return False
+        self.llm.input_ids[: len(tokens)] = tokens
+        self.llm.n_tokens = len(tokens)
+        return True
+
+    def _prefill(self, request: Any, tokens: list[int]) -> int:
+        """Bring the context to hold all of `tokens` but the last (which generation evaluates):
+        from what it holds, or a saved state, plus new chunks. Returns the tokens not evaluated."""
+        held = common_prefix(self.llm._input_ids, tokens)
+        saved, shared = self.prefix_cache.best(tokens)
+        if saved is not None and shared > held and self._restore(saved.tokens, saved.state):
+            held = shared
+        cached = min(held, len(tokens) - 1)
+        self.prefix_cache.record(cached >= self.prefix_cache.min_tokens)
+        self.llm.n_tokens = cached
+        rest = tokens[cached:-1]
+        for start in range(0, len(rest), self.prefill_chunk):
+            if request.is_cancelled():
+                raise Cancelled
+            self.llm.eval(rest[start : start + self.prefill_chunk])
+        if rest and self.prefix_cache.wants(tokens[:-1]):
+            self._save(tokens[:-1])
+        return cached
 
     def _inputs(self, request: Any) -> tuple[str, bool, bool, dict[str, Any]]:
         def array(name: str) -> np.ndarray | None:
@@ -84,10 +139,12 @@ class TritonPythonModel:
 
     def _generate(self, request: Any, sender: Any) -> None:
         prompt, stream, exclude_input, sampling = self._inputs(request)
-        n_prompt = self._count(prompt, prompt=True)
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        n_prompt = len(tokens)
         room = self.llm.n_ctx() - n_prompt
         if room < 1:
             raise InputError(f"the prompt is {n_prompt} tokens; the context holds {self.llm.n_ctx()}")
+        n_cached = self._prefill(request, tokens)
         chunks = self.llm.create_completion(
             prompt,
             max_tokens=min(sampling["max_tokens"], room),
@@ -125,6 +182,7 @@ class TritonPythonModel:
             pb_utils.Tensor("text_output", _strings(last)),
             pb_utils.Tensor("num_input_tokens", np.array([n_prompt], dtype=np.uint32)),
             pb_utils.Tensor("num_output_tokens", np.array([n_output], dtype=np.uint32)),
+            pb_utils.Tensor("num_cached_tokens", np.array([n_cached], dtype=np.uint32)),
             pb_utils.Tensor("finish_reason", _strings(finish_reason)),
         ]
         sender.send(pb_utils.InferenceResponse(output_tensors=final), flags=FINAL)
