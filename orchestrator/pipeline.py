@@ -71,14 +71,19 @@ class Source:
     snippet: str
     text: str = field(repr=False, default="")
 
-    def public(self) -> dict[str, Any]:
-        return {
+    def public(self, passage_chars: int = 0) -> dict[str, Any]:
+        """As clients see it; with `passage_chars`, also the passage's `text` as the LLM read it,
+        so a client can show (and check) what each citation points to. Stored turns keep no text."""
+        shown: dict[str, Any] = {
             "n": self.n,
             "title": self.title,
             "source": self.source,
             "heading_path": self.heading_path,
             "snippet": self.snippet,
         }
+        if passage_chars:
+            shown["text"] = self.text[:passage_chars].strip()
+        return shown
 
 
 class Retriever(Protocol):
@@ -219,7 +224,7 @@ async def answer(
             "sources",
             turn=turn,
             available=result.sources_available,
-            sources=[s.public() for s in result.sources],
+            sources=[s.public(options.passage_chars) for s in result.sources],
         )
     )
 

@@ -25,7 +25,7 @@ from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.streaming import drain
 from orchestrator.errors import BadRequest, NotFound, VoicebotError
 from orchestrator.pipeline import AnswerResult
-from orchestrator.prompt import HISTORY_TURNS, Exchange
+from orchestrator.prompt import HISTORY_TURNS, PASSAGE_CHARS, Exchange
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MODEL_NAME = "voicebot"
@@ -85,7 +85,7 @@ async def get_model(model_id: str, caller: CallerDep) -> dict[str, Any]:
 def _extension(result: AnswerResult) -> dict[str, Any]:
     """The `voicebot` object: every passage given to the model, and what the answer did with them."""
     return {
-        "sources": [s.public() for s in result.sources],
+        "sources": [s.public(PASSAGE_CHARS) for s in result.sources],
         "sources_available": result.sources_available,
         **result.done_fields(),
     }

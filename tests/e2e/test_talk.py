@@ -13,6 +13,7 @@ import re
 import httpx
 from playwright.sync_api import expect
 
+from orchestrator.prompt import NO_ANSWER
 from orchestrator.stack.gateway import GatewayProcess
 from tests.e2e.conftest import ARTIFACTS, Contexts, Speech
 from tests.e2e.pages import ANSWER_TIMEOUT_MS, TalkPage
@@ -26,6 +27,18 @@ def _heard_the_question(text: str) -> bool:
     # the words retrieval needs survive, give or take a space.
     squashed = re.sub(r"[^a-z]", "", text.lower())
     return "localstack" in squashed and "keep" in squashed
+
+
+def _answered_from_a_cited_passage(talk: TalkPage, fact: str, passage_fact: str) -> None:
+    """The turn's answer states `fact` and cites a passage that holds `passage_fact`: what the user
+    needs, not just that a turn happened (a mis-heard question or an invented answer fails it)."""
+    done = talk.tap.events("answer.done")[-1]
+    assert not done["declined"], f"declined ({done['decline_reason']}): {done['text']}"
+    assert fact in done["text"].lower(), done["text"]
+    sources = {s["n"]: s for s in talk.tap.events("sources")[-1]["sources"]}
+    cited = [sources[n] for n in done["citations"] if n in sources]
+    assert cited, f"the answer cites nothing: {done}"
+    assert any(passage_fact in s["text"].lower() for s in cited), [s["text"][:200] for s in cited]
 
 
 def _counter(url: str, name: str) -> float:
@@ -68,6 +81,9 @@ def test_hold_speak_release_gives_transcript_cited_answer_and_audio(
     # ... and the gateway heard words in it (silence would have given an empty transcript).
     final = talk.tap.events("transcript.final")[-1]["text"]
     assert _heard_the_question(final), final
+    # ... and answered it right: the logs are in .voicebot/logs (docs/architecture.md), cited.
+    _answered_from_a_cited_passage(talk, "voicebot", ".voicebot/logs")
+    expect(turn.locator('[data-testid="citation"][data-cited="true"]').first).to_be_visible()
 
     talk.page.screenshot(path=str(ARTIFACTS / "turn-desktop.png"), full_page=False)
 
@@ -122,6 +138,7 @@ def test_typed_question_on_a_phone(live_gateway: GatewayProcess, contexts: Conte
     talk.wait_done(turn)
     expect(turn.get_by_test_id("answer")).not_to_be_empty()
     assert turn.get_by_test_id("citation").count() >= 1
+    _answered_from_a_cited_passage(talk, "make up", "make up")
     talk.wait_audio_played()
     assert talk.tap.messages("text") == [{"type": "text", "text": question}]
     # The phone layout: the button and the text box fit the width, no horizontal scrolling.
@@ -140,6 +157,19 @@ def test_typed_question_on_a_phone(live_gateway: GatewayProcess, contexts: Conte
         talk.tap.messages("session.start")[-1].get("session_id")
         == talk.tap.events("session.ready")[0]["session_id"]
     )
+
+
+def test_a_question_the_documents_do_not_answer_is_declined(
+    live_gateway: GatewayProcess, contexts: Contexts
+) -> None:
+    talk = TalkPage(contexts.page("desktop"), live_gateway.url).open()
+    talk.ask("What is the capital of France?")
+    turn = talk.turn(1)
+    talk.wait_done(turn)
+    expect(turn.get_by_test_id("answer")).to_have_text(NO_ANSWER)
+    expect(turn.get_by_test_id("declined")).to_be_visible()
+    done = talk.tap.events("answer.done")[-1]
+    assert (done["declined"], done["citations"]) == (True, [])
 
 
 def test_microphone_permission_denied_is_explained(live_gateway: GatewayProcess, contexts: Contexts) -> None:

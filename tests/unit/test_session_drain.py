@@ -18,7 +18,7 @@ WORDS = Source(
     source="words.md",
     heading_path=[],
     snippet="",
-    text=" ".join(f"word{i} everything forever" for i in range(10)),
+    text=" ".join(f"word{i}: tell me everything, go on forever" for i in range(10)),
 )
 
 

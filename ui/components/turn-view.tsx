@@ -96,6 +96,13 @@ function Sources({ turn, turnId }: { turn: Turn; turnId: string }) {
       </p>
     );
   }
+  if (turn.declined) {
+    return (
+      <p className="note" data-testid="declined">
+        The documents do not answer this question, so the answer cites nothing.
+      </p>
+    );
+  }
   if (turn.sources.length === 0) {
     return (
       <p className="note" data-testid="sources-none">
@@ -108,7 +115,14 @@ function Sources({ turn, turnId }: { turn: Turn; turnId: string }) {
       <h3 className="sources-title">Sources</h3>
       <ol className="source-list">
         {turn.sources.map((s) => (
-          <li key={s.n} id={`${turnId}-src-${s.n}`} data-testid="citation" data-n={s.n}>
+          <li
+            key={s.n}
+            id={`${turnId}-src-${s.n}`}
+            data-testid="citation"
+            data-n={s.n}
+            data-cited={turn.cited ? String(turn.cited.includes(s.n)) : undefined}
+            className={turn.cited?.includes(s.n) ? "cited" : undefined}
+          >
             <details>
               <summary>
                 <span className="source-n">[{s.n}]</span> <span className="source-title">{s.title || s.source}</span>
@@ -117,7 +131,7 @@ function Sources({ turn, turnId }: { turn: Turn; turnId: string }) {
                 ) : null}
               </summary>
               <blockquote className="snippet" data-testid="snippet">
-                {s.snippet}
+                {s.text || s.snippet}
               </blockquote>
               <p className="source-file">{s.source}</p>
             </details>

@@ -26,6 +26,10 @@ export interface Turn {
   sources: Source[] | null;
   sourcesAvailable: boolean;
   answer: string;
+  /** The sources the finished answer cites (null until it is done, or for a stored turn). */
+  cited: number[] | null;
+  /** The documents do not answer: the answer is the stable decline sentence. */
+  declined: boolean;
   status: TurnStatus;
   timings: Timings | null;
   error: string | null;
@@ -72,6 +76,8 @@ function newTurn(epoch: number, n: number, pending: Conversation["pending"]): Tu
     sources: null,
     sourcesAvailable: true,
     answer: "",
+    cited: null,
+    declined: false,
     status: pending?.kind === "text" ? "thinking" : "recording",
     timings: null,
     error: null,
@@ -130,6 +136,8 @@ export function conversationReducer(state: Conversation, action: ConversationAct
         sources: t.citations,
         sourcesAvailable: true,
         answer: t.answer,
+        cited: null,
+        declined: false,
         status: t.outcome === "ok" ? "done" : t.outcome === "cancelled" ? "cancelled" : "error",
         timings: t.timings,
         error: null,
@@ -173,7 +181,11 @@ function onServerEvent(state: Conversation, event: ServerEvent): Conversation {
         isOpen(t) ? { answer: t.answer + event.text, status: "answering" } : {},
       );
     case "answer.done":
-      return patchTurn(state, event.turn, (t) => (isOpen(t) || t.status === "done" ? { answer: event.text } : {}));
+      return patchTurn(state, event.turn, (t) =>
+        isOpen(t) || t.status === "done"
+          ? { answer: event.text, cited: event.citations ?? null, declined: event.declined ?? false }
+          : {},
+      );
     case "audio.clear":
       return state;
     case "turn.done":

@@ -29,7 +29,12 @@ export interface Source {
   source: string;
   heading_path: string[];
   snippet: string;
+  /** The passage as the LLM read it (live `sources` events; stored turns keep only the snippet). */
+  text?: string;
 }
+
+/** Why an answer was declined: the documents do not answer the question. */
+export type DeclineReason = "no_passages" | "not_in_documents" | "model_declined" | "unsupported";
 
 /**
  * Milliseconds; `retrieval` is how long the search took, every other figure counts from the
@@ -75,7 +80,15 @@ export type ServerEvent =
   | { type: "transcript.final"; turn: number; text: string }
   | { type: "sources"; turn: number; available: boolean; sources: Source[] }
   | { type: "answer.delta"; turn: number; text: string }
-  | { type: "answer.done"; turn: number; text: string }
+  | {
+      type: "answer.done";
+      turn: number;
+      text: string;
+      /** The `n` of the sources the answer cites. */
+      citations?: number[];
+      declined?: boolean;
+      decline_reason?: DeclineReason | null;
+    }
   | { type: "audio.clear"; turn: number }
   | { type: "turn.done"; turn: number; outcome: TurnOutcome; timings: Timings; note?: string }
   | { type: "error"; code: ErrorCode | string; message: string; turn: number | null; fatal: boolean };

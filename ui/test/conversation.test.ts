@@ -47,6 +47,36 @@ describe("conversation", () => {
     expect(turn.timings?.total).toBe(3000);
   });
 
+  it("keeps which sources the answer cites, and a declined answer", () => {
+    const sources = [
+      { n: 1, title: "A", source: "a.md", heading_path: [], snippet: "a" },
+      { n: 2, title: "B", source: "b.md", heading_path: [], snippet: "b" },
+    ];
+    const cited = run([
+      ready,
+      { type: "local.text", text: "Where are the logs?" },
+      { type: "turn.started", turn: 1 },
+      { type: "sources", turn: 1, available: true, sources },
+      { type: "answer.done", turn: 1, text: "In .voicebot/logs [2].", citations: [2], declined: false },
+    ]).turns[0];
+    expect(cited).toMatchObject({ cited: [2], declined: false });
+    const declined = run([
+      ready,
+      { type: "local.text", text: "What is the capital of France?" },
+      { type: "turn.started", turn: 1 },
+      { type: "sources", turn: 1, available: true, sources },
+      {
+        type: "answer.done",
+        turn: 1,
+        text: "I could not find that in the documents.",
+        citations: [],
+        declined: true,
+        decline_reason: "not_in_documents",
+      },
+    ]).turns[0];
+    expect(declined).toMatchObject({ cited: [], declined: true });
+  });
+
   it("shows a typed question at once", () => {
     const state = run([ready, { type: "local.text", text: "What is it?" }, { type: "turn.started", turn: 1 }]);
     expect(state.turns[0]).toMatchObject({ kind: "text", question: "What is it?", questionFinal: true, status: "thinking" });
