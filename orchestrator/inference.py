@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+import socket
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -129,8 +132,87 @@ class _Speculative:
     yielded: bool = False  # cancelled to make way for a real generation
 
 
+DNS_SCHEME = "dns:///"
+
+
+def balancing_channel_args(url: str) -> list[tuple[str, Any]]:
+    """gRPC options that spread calls over every Triton replica behind a `dns:///` target (the
+    chart's headless Service lists one address per pod): round robin per call, and a re-resolve
+    at least every 30 s so replicas added by the autoscaler get traffic. Nothing for host:port."""
+    if not url.startswith(DNS_SCHEME):
+        return []
+    return [("grpc.lb_policy_name", "round_robin"), ("grpc.dns_min_time_between_resolutions_ms", 30_000)]
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_addresses(host: str, port: int) -> list[str]:
+    """The IP addresses behind a name (one per Triton pod of a headless Service), sorted."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+class SequenceRouter:
+    """Keeps every chunk of one ASR sequence on one Triton replica.
+
+    `asr` keeps per-sequence state (Triton's sequence batcher, CORRID) inside one server, so the
+    round-robin channel that serves every other call would scatter a turn's chunks across
+    replicas. Each sequence id is mapped to one replica address by rendezvous hashing: stable while
+    the replica set is, and when a replica leaves only its own sequences move. Addresses come from
+    DNS (the headless Service), re-resolved every `refresh_s`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_factory: Callable[[str], grpcclient.InferenceServerClient],
+        resolver: Resolver = resolve_addresses,
+        refresh_s: float = 30.0,
+    ) -> None:
+        host, _, port = url.removeprefix(DNS_SCHEME).rpartition(":")
+        self.host, self.port = host, int(port)
+        self.client_factory = client_factory
+        self.resolver = resolver
+        self.refresh_s = refresh_s
+        self._addresses: list[str] = []
+        self._resolved_at = float("-inf")
+        self._clients: dict[str, grpcclient.InferenceServerClient] = {}
+
+    async def addresses(self) -> list[str]:
+        if time.monotonic() - self._resolved_at >= self.refresh_s:
+            # On a failed lookup keep the last known replicas; the call itself reports an outage.
+            with contextlib.suppress(OSError):
+                self._addresses = await self.resolver(self.host, self.port)
+            self._resolved_at = time.monotonic()
+        return self._addresses
+
+    @staticmethod
+    def pick(sequence_id: int, addresses: list[str]) -> str:
+        def weight(address: str) -> bytes:
+            return hashlib.blake2b(f"{sequence_id}|{address}".encode(), digest_size=8).digest()
+
+        return max(addresses, key=weight)
+
+    async def client_for(self, sequence_id: int) -> grpcclient.InferenceServerClient | None:
+        """The client of the sequence's replica; None when there is at most one (use the shared one)."""
+        addresses = await self.addresses()
+        if len(addresses) <= 1:
+            return None
+        address = self.pick(sequence_id, addresses)
+        if address not in self._clients:
+            self._clients[address] = self.client_factory(f"{address}:{self.port}")
+        return self._clients[address]
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
 class ModelClients:
-    """The gateway's view of Triton. One gRPC channel, shared by every session."""
+    """The gateway's view of Triton: one gRPC channel shared by every session (balanced over the
+    replicas when the URL is a `dns:///` target), and ASR sequences pinned by `router`."""
 
     def __init__(
         self,
@@ -140,8 +222,10 @@ class ModelClients:
         asr_model: str = "asr",
         llm_model: str = "llm",
         tts_model: str = "tts",
+        router: SequenceRouter | None = None,
     ) -> None:
         self.client = client
+        self.router = router
         self.timeout_s = timeout_s
         self.asr_model = asr_model
         self.llm_model = llm_model
@@ -171,8 +255,9 @@ class ModelClients:
             inputs.append(_string_input("language", language))
         if prompt and start:
             inputs.append(_string_input("prompt", prompt))
+        client = (await self.router.client_for(sequence_id) if self.router else None) or self.client
         try:
-            result = await self.client.infer(
+            result = await client.infer(
                 self.asr_model,
                 inputs,
                 sequence_id=sequence_id,

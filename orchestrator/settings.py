@@ -77,7 +77,10 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Extra allowed browser origins.")
 
     # --- model server (Triton) ------------------------------------------------------------
-    triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
+    triton_url: str = Field(
+        default="127.0.0.1:8001",
+        description="Triton gRPC endpoint host:port, or dns:///host:port to balance over every address of the name (a headless Service).",
+    )
     triton_timeout_s: float = Field(default=30.0, gt=0, description="Per-call timeout for model requests.")
     llm_prompt_format: Literal["chatml", "llama3"] = Field(
         default="chatml", description="Chat template the gateway applies before calling the `llm` model."

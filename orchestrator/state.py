@@ -23,7 +23,7 @@ from ingest.vocabulary import collection_vocabulary
 from orchestrator.auth import Caller, Gatekeeper
 from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
 from orchestrator.history import SessionStore
-from orchestrator.inference import ModelClients
+from orchestrator.inference import DNS_SCHEME, ModelClients, SequenceRouter, balancing_channel_args
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import (
     AnswerOptions,
@@ -55,6 +55,7 @@ class AppState:
     pool: AsyncConnectionPool | None = None
     triton: grpcclient.InferenceServerClient | None = None
     models: ModelClients | None = None
+    triton_router: SequenceRouter | None = None  # with a dns:/// Triton URL (several replicas)
     embedder: TritonEmbedder | None = None
     sessions: set[VoiceSession] = field(default_factory=set)
     draining: bool = False
@@ -73,10 +74,20 @@ class AppState:
         self.parser = ParsePool(limits_from_settings(self.settings), workers=self.settings.parse_workers)
 
     async def open(self) -> None:
+        url = self.settings.triton_url
         self.triton = grpcclient.InferenceServerClient(
-            self.settings.triton_url, channel_args=triton_channel_args()
+            url, channel_args=[*triton_channel_args(), *balancing_channel_args(url)]
         )
-        self.models = ModelClients(self.triton, timeout_s=self.settings.triton_timeout_s)
+        if url.startswith(DNS_SCHEME):  # several replicas: asr sequences stay on one of them
+            self.triton_router = SequenceRouter(
+                url,
+                client_factory=lambda target: grpcclient.InferenceServerClient(
+                    target, channel_args=triton_channel_args()
+                ),
+            )
+        self.models = ModelClients(
+            self.triton, timeout_s=self.settings.triton_timeout_s, router=self.triton_router
+        )
         self.embedder = TritonEmbedder(
             self.settings.triton_url, timeout_s=self.settings.triton_timeout_s, max_attempts=2
         )
@@ -120,6 +131,8 @@ class AppState:
             await self.pool.close()
         if self.triton is not None:
             await self.triton.close()
+        if self.triton_router is not None:
+            await self.triton_router.close()
 
     async def authenticate(self, authorization: str | None, client_host: str | None) -> Caller:
         """The caller behind an `Authorization` header, counted against its rate limit.

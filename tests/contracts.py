@@ -37,6 +37,9 @@ PLATFORM_CHART_VALUES = frozenset(
         "postgres.external.existingSecret",
         "secrets.existingSecret",
         "models.profile",
+        "models.fetch.hubTokenSecret",
+        "models.weights.storageClassName",
+        "models.weights.accessModes",
     }
 )
 
@@ -127,3 +130,22 @@ def chart_profiles() -> dict[str, Any]:
         path: sorted(LLM_BACKEND_FORMATS[llm_backend(path)]) for path in sorted(MODEL_REPOSITORIES)
     }
     return {"profiles": profiles, "modelRepositories": repositories}
+
+
+# ---- GPU memory: what the default GPU install puts on one GPU (docs/terraform.md, "GPU memory") ----
+
+# Memory of the GPU of each EC2 GPU family the Terraform module accepts, GiB (one GPU per node).
+GPU_MEMORY_GIB: dict[str, float] = {
+    "g4dn": 16,  # T4
+    "g5": 24,  # A10G
+    "g6": 24,  # L4
+    "g6e": 48,  # L40S
+    "p4d": 40,  # A100 40 GB
+    "p4de": 80,  # A100 80 GB
+    "p5": 80,  # H100
+}
+# One Triton instance of each Python-backend model of the vLLM repository on a GPU, GiB: its CUDA
+# context (about 0.5) plus weights and working memory (distil-Whisper large-v3 fp16 with beam 5;
+# MiniLM; Piper medium), rounded up. vLLM takes `gpu_memory_utilization` of the whole GPU.
+MODEL_INSTANCE_GPU_GIB: dict[str, float] = {"asr": 2.5, "embed": 0.6, "tts": 0.8}
+GPU_HEADROOM_GIB = 1.0  # fragmentation, the driver, a second context during a model reload

@@ -21,13 +21,21 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: Triton and Postgres both answer", responses={503: {}})
+@router.get(
+    "/readyz",
+    summary="Readiness: the gateway takes traffic (503 only while draining); Triton and Postgres are reported",
+    responses={503: {}},
+)
 async def readyz(request: Request) -> JSONResponse:
+    # Triton and Postgres are shared by every gateway pod: failing readiness on them would take all
+    # pods out of the Service at once, so clients would get connection errors instead of the
+    # protocol's `model_unavailable` / `store_unavailable`, and traffic would return only after
+    # the next probes. The pod stays ready, says it is degraded, and each turn reports the outage.
     checks = await _state(request).readiness()
-    ready = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
-    )
+    accepting = checks["accepting"]
+    degraded = not (checks["triton"] and checks["postgres"])
+    status = "not ready" if not accepting else "degraded" if degraded else "ready"
+    return JSONResponse({"status": status, "checks": checks}, 200 if accepting else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)

@@ -27,6 +27,33 @@ def http(ok_per_min: float, err_per_min: float, minutes: int = 120) -> list[dict
     ]  # fmt: skip
 
 
+def probes(err_per_min: float, minutes: int = 120) -> list[dict[str, str]]:
+    """Failing readiness probes and scrapes: not user traffic, never in the availability SLI."""
+    return [
+        {"series": f'voicebot_http_requests_total{{{GW}, route="{route}", method="GET", status="503"}}',
+         "values": f"0+{err_per_min}x{minutes}"}
+        for route in ("/readyz", "/metrics")
+    ]  # fmt: skip
+
+
+def voice(ok_per_min: float, err_per_min: float, minutes: int = 120) -> list[dict[str, str]]:
+    """Voice turns by outcome (a cancelled turn is a barge-in, not a failure)."""
+    return [
+        {"series": f'voicebot_turns_total{{{GW}, outcome="{outcome}"}}', "values": f"0+{rate}x{minutes}"}
+        for outcome, rate in (("ok", ok_per_min), ("error", err_per_min), ("cancelled", ok_per_min))
+    ]
+
+
+def fetch_job(condition: str, job: str = f"{PREFIX}-model-fetch-1a2b3c4d") -> list[dict[str, str]]:
+    labels = f'namespace="{NAMESPACE}", job_name="{job}", condition="{condition}"'
+    return [{"series": f"kube_job_failed{{{labels}}}", "values": "1x20"}]
+
+
+def keda_errors(values: str, namespace_label: str = "namespace") -> list[dict[str, str]]:
+    labels = f'{namespace_label}="{NAMESPACE}", scaledObject="{PREFIX}-triton"'
+    return [{"series": f"keda_scaled_object_errors_total{{{labels}}}", "values": values}]
+
+
 def turns(fast_per_min: float, total_per_min: float, minutes: int = 120) -> list[dict[str, str]]:
     stage = f'{GW}, stage="turn_total"'
     return [
@@ -62,6 +89,9 @@ CASES: dict[str, list[tuple[list[dict[str, str]], str, list[dict[str, str]]]]] =
         (http(100, 10), "30m", [{**NS, "severity": "critical", "slo": "availability"}]),
         (http(100, 1), "90m", []),  # 1% errors: a slow burn, no page
         (http(100, 0), "30m", []),
+        (http(100, 0) + probes(100), "30m", []),  # Triton restarting: probes fail, users do not
+        (voice(90, 10), "30m", [{**NS, "severity": "critical", "slo": "availability"}]),  # turns count
+        (http(100, 0) + voice(100, 0), "30m", []),
     ],
     "VoicebotAvailabilityBurnRateSlow": [
         (http(99, 1), "90m", [{**NS, "severity": "warning", "slo": "availability"}]),
@@ -95,6 +125,24 @@ CASES: dict[str, list[tuple[list[dict[str, str]], str, list[dict[str, str]]]]] =
     "VoicebotTritonQueueing": [
         (queue(300_000), "30m", [{**NS, "severity": "warning"}]),
         (queue(50_000), "30m", []),
+    ],
+    "VoicebotModelFetchFailed": [
+        (
+            fetch_job("true"),
+            "10m",
+            [{**NS, "job_name": f"{PREFIX}-model-fetch-1a2b3c4d", "severity": "critical"}],
+        ),
+        (fetch_job("false"), "10m", []),
+        (fetch_job("true", "someone-else-model-fetch-1"), "10m", []),  # not this release
+    ],
+    "VoicebotKedaScalerErrors": [
+        (keda_errors("0+1x40"), "30m", [{**NS, "scaledObject": f"{PREFIX}-triton", "severity": "warning"}]),
+        (
+            keda_errors("0+1x40", "exported_namespace"),
+            "30m",
+            [{**NS, "scaledObject": f"{PREFIX}-triton", "severity": "warning"}],
+        ),
+        (keda_errors("5x40"), "30m", []),  # errors long ago, none now
     ],
     "VoicebotPodCrashLooping": [
         (

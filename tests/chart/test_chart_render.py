@@ -331,7 +331,11 @@ def test_gateway_contract(renders: dict[str, Render]) -> None:
     cfg = r.get("ConfigMap", f"{PREFIX}-gateway")["data"]
     assert cfg["VOICEBOT_HOST"] == "0.0.0.0"
     assert cfg["VOICEBOT_PORT"] == "8080"
-    assert cfg["VOICEBOT_TRITON_URL"] == f"{PREFIX}-triton.{NAMESPACE}.svc:8001"
+    # the headless Service: the gateway balances over every Triton pod (and pins ASR sequences)
+    assert cfg["VOICEBOT_TRITON_URL"] == f"dns:///{PREFIX}-triton-headless.{NAMESPACE}.svc:8001"
+    headless = r.get("Service", f"{PREFIX}-triton-headless")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"] == r.get("Service", f"{PREFIX}-triton")["spec"]["selector"]
     assert cfg["VOICEBOT_LOG_FORMAT"] == "json"
     assert cfg["VOICEBOT_LLM_PROMPT_FORMAT"] in ("chatml", "llama3")
     assert cfg["VOICEBOT_OTEL_EXPORTER"] in ("none", "console", "otlp")
@@ -633,4 +637,4 @@ def test_values_the_terraform_module_sets_exist(path: str) -> None:
     node = schema
     for key in path.split("."):
         node = node["properties"][key]
-    assert node["type"] in ("string", "boolean", "integer")
+    assert node["type"] in ("string", "boolean", "integer", "array")

@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from orchestrator.protocol import AudioHeader
-from tests.images.stack import OUT, REPO, Stack, running_stack
+from tests.images.stack import NAME, OUT, REPO, Stack, podman, running_stack
 from tests.speech import rms, speak_pcm16
 
 FRAME_BYTES = 3200  # 100 ms of 16 kHz PCM16
@@ -117,3 +117,36 @@ def _write_report(stack: Stack, turn: dict[str, Any]) -> None:
         "turn": turn,
     }
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+async def _typed_turn(url: str, text: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "session.start"}))
+        assert json.loads(await ws.recv())["type"] == "session.ready"
+        await ws.send(json.dumps({"type": "text", "text": text, "speak": False}))
+        while True:
+            message = await asyncio.wait_for(ws.recv(), timeout=60)
+            if isinstance(message, bytes):
+                continue
+            events.append(json.loads(message))
+            # The first model_unavailable is what the user is told; the turn's end is not awaited
+            # (with Triton stopped the answer stream waits for its own timeout, several minutes).
+            if events[-1]["type"] == "turn.done" or events[-1].get("code") == "model_unavailable":
+                return events
+
+
+def test_the_gateway_stays_ready_while_triton_restarts(stack: Stack) -> None:
+    """Last (it stops Triton): the gateway container keeps passing its readiness probe, degraded,
+    and a turn says model_unavailable, instead of every gateway pod leaving the Service."""
+    podman("stop", "--time", "10", f"{NAME}-triton")
+    try:
+        ready = httpx.get(f"{stack.gateway_url}/readyz", timeout=30)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["checks"]["triton"] is False
+        url = stack.gateway_url.replace("http://", "ws://") + f"/v1/voice?token={_token(stack)}"
+        events = asyncio.run(_typed_turn(url, "What does the gateway do?"))
+        assert "model_unavailable" in [e.get("code") for e in events if e["type"] == "error"]
+    finally:
+        podman("start", f"{NAME}-triton")

@@ -420,6 +420,7 @@ PLATFORM_VARS: dict[str, Any] = {
     "host": "voicebot.example.com",
     "cluster_issuer": {"acme_email": "ops@example.com"},
     "cluster_autoscaler": {"cluster_name": "voicebot", "aws_region": "us-east-1"},
+    "weights_storage_class_name": "efs",  # Triton autoscales by default: replicas share the weights
 }
 
 
@@ -494,6 +495,7 @@ def test_platform_composes_chart_values_from_the_contract(platform_eval: Evaluat
         "postgres": {"enabled": False, "external_existing_secret": "voicebot-db"},
         "secrets_existing_secret": "voicebot-secrets",
         "models_profile": "gpu",
+        "hub_token_secret": "voicebot-hub-token",
         "gateway_replicas": 3,
     }
     values = platform_eval.evaluate(everything, {"v": "local.voicebot_values"})["v"]
@@ -508,7 +510,11 @@ def test_platform_composes_chart_values_from_the_contract(platform_eval: Evaluat
     assert values["triton"]["autoscaling"] == {"enabled": True, "mode": "keda"}
     assert values["postgres"] == {"enabled": False, "external": {"existingSecret": "voicebot-db"}}
     assert values["secrets"] == {"existingSecret": "voicebot-secrets"}
-    assert values["models"] == {"profile": "gpu"}
+    assert values["models"] == {
+        "profile": "gpu",
+        "fetch": {"hubTokenSecret": "voicebot-hub-token"},
+        "weights": {"storageClassName": "efs", "accessModes": ["ReadWriteMany"]},
+    }
 
     # Defaults leave the chart's own defaults alone (no nulls that would erase them), and
     # without kube-prometheus-stack the chart's monitoring objects are off.
@@ -516,6 +522,7 @@ def test_platform_composes_chart_values_from_the_contract(platform_eval: Evaluat
         **PLATFORM_VARS,
         "addons": {"kube_prometheus_stack": False, "cert_manager": False},
         "triton_autoscaling_enabled": False,
+        "weights_storage_class_name": None,
     }
     values = platform_eval.evaluate(minimal, {"v": "local.voicebot_values"})["v"]
     assert leaf_paths(values) <= PLATFORM_CHART_VALUES
@@ -553,6 +560,7 @@ PLATFORM_REJECTS = [
     ({"chart_versions": {"keda": "~> 2.16"}}, "exact versions"),
     ({"gpu_stack": "rocm"}, "device-plugin, gpu-operator or none"),
     ({"release_name": "Voicebot"}, "release_name must be a DNS label"),
+    ({"weights_storage_class_name": None}, "triton_autoscaling_enabled needs weights_storage_class_name"),
 ]
 
 

@@ -169,7 +169,7 @@ def test_triton_dying_mid_answer_is_reported_and_the_gateway_recovers(stack: Sta
     assert not turn.of("answer.done")  # the answer was cut, and is not passed off as complete
 
     status, checks = _readiness(stack.url)
-    assert status == 503
+    assert status == 200  # degraded but ready: the Service keeps the pod, turns say model_unavailable
     assert checks["triton"] is False
     assert checks["postgres"] is True
 
@@ -179,7 +179,9 @@ def test_triton_dying_mid_answer_is_reported_and_the_gateway_recovers(stack: Sta
 
     stack.triton.start()
     stack.triton.wait_ready(STARTUP_TIMEOUT_S)
-    _wait_for(lambda: _readiness(stack.url)[0] == 200, RECOVERY_TIMEOUT_S, "readiness after Triton returned")
+    _wait_for(
+        lambda: _readiness(stack.url)[1]["triton"], RECOVERY_TIMEOUT_S, "readiness after Triton returned"
+    )
     again = _ask(stack.ws_url, SHORT_QUESTION)
     assert again.codes() == []
     assert again.of("answer.done")[0]["text"]
@@ -191,7 +193,7 @@ def test_triton_dying_mid_answer_is_reported_and_the_gateway_recovers(stack: Sta
 def test_postgres_dying_is_reported_the_answer_comes_without_sources_and_it_recovers(stack: Stack) -> None:
     stack.postgres.kill()
     status, checks = _readiness(stack.url)
-    assert status == 503
+    assert status == 200  # degraded but ready: answers still come, without sources
     assert checks["postgres"] is False
     assert checks["triton"] is True
 
@@ -205,7 +207,7 @@ def test_postgres_dying_is_reported_the_answer_comes_without_sources_and_it_reco
     stack.postgres.start()
     stack.postgres.wait_ready(STARTUP_TIMEOUT_S)
     _wait_for(
-        lambda: _readiness(stack.url)[0] == 200, RECOVERY_TIMEOUT_S, "readiness after Postgres returned"
+        lambda: _readiness(stack.url)[1]["postgres"], RECOVERY_TIMEOUT_S, "readiness after Postgres returned"
     )
     again = _ask(stack.ws_url, SHORT_QUESTION)
     assert again.codes() == []

@@ -133,7 +133,8 @@ checkov.io/skip2: CKV_K8S_35=The gateway reads its settings from VOICEBOT_* envi
 {{- else if eq .Values.triton.mode "kserve" -}}
 {{- printf "%s-predictor.%s.svc:80" (include "voicebot.componentName" (dict "root" . "component" "triton")) .Release.Namespace -}}
 {{- else -}}
-{{- printf "%s.%s.svc:8001" (include "voicebot.componentName" (dict "root" . "component" "triton")) .Release.Namespace -}}
+{{- /* the headless Service: one DNS address per Triton pod, balanced by the gateway (dns:///) */ -}}
+{{- printf "dns:///%s-headless.%s.svc:8001" (include "voicebot.componentName" (dict "root" . "component" "triton") | trunc 54 | trimSuffix "-") .Release.Namespace -}}
 {{- end -}}
 {{- end }}
 
@@ -213,6 +214,14 @@ password with Kubernetes' $(VAR) expansion, so an existing password secret works
 {{- end -}}
 {{- if and (eq .Values.triton.mode "kserve") .Values.triton.autoscaling.enabled (eq .Values.triton.autoscaling.mode "hpa") -}}
 {{- $messages = append $messages "triton.autoscaling.mode=hpa is for triton.mode=deployment; with KServe use mode=keda (or KServe's own autoscaling)" -}}
+{{- end -}}
+{{- if not .Values.secrets.generate -}}
+{{- if not .Values.secrets.existingSecret -}}
+{{- $messages = append $messages "secrets.existingSecret: required when secrets.generate=false (a Secret with auth_secret and bootstrap_api_key; e.g. from External Secrets or sealed-secrets)" -}}
+{{- end -}}
+{{- if and .Values.postgres.enabled (not .Values.postgres.auth.existingSecret) -}}
+{{- $messages = append $messages "postgres.auth.existingSecret: required when secrets.generate=false and postgres.enabled=true (a Secret with the database password)" -}}
+{{- end -}}
 {{- end -}}
 {{- $otel := .Values.gateway.config.otel -}}
 {{- if and (eq $otel.exporter "otlp") (regexMatch ":4317(/|$)" $otel.endpoint) -}}

@@ -72,6 +72,24 @@ resource "kubernetes_storage_class_v1" "gp3" {
   }
 }
 
+# ReadWriteMany volumes on the cluster's EFS file system, for the model weights: every Triton
+# replica mounts them (one access point per claim, owned by the images' UID 10001).
+resource "kubernetes_storage_class_v1" "efs" {
+  metadata {
+    name = "efs"
+  }
+
+  storage_provisioner = "efs.csi.aws.com"
+  reclaim_policy      = "Retain" # weights take long to download: keep them past the claim
+  parameters = {
+    provisioningMode = "efs-ap"
+    fileSystemId     = module.gpu_cluster.weights_file_system_id
+    directoryPerms   = "750"
+    uid              = "10001"
+    gid              = "10001"
+  }
+}
+
 module "platform" {
   source = "../../modules/platform"
 
@@ -96,6 +114,11 @@ module "platform" {
 
   alertmanager_receiver = var.alertmanager_receiver
   storage_class_name    = kubernetes_storage_class_v1.gp3.metadata[0].name
+
+  # The weights on EFS (Triton autoscales), and the Hugging Face token the gated gpu profile needs:
+  # create the Secret before applying (docs/terraform.md).
+  weights_storage_class_name = kubernetes_storage_class_v1.efs.metadata[0].name
+  hub_token_secret           = var.hub_token_secret
 
   gpu_stack         = "device-plugin"
   gpu_node_selector = module.gpu_cluster.gpu_node_selector

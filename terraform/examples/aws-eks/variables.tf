@@ -75,7 +75,7 @@ variable "cluster_admin_arns" {
 variable "gpu_instance_types" {
   description = "Instance types of the GPU node group (one NVIDIA GPU each is enough for the default models)."
   type        = list(string)
-  default     = ["g5.2xlarge"]
+  default     = ["g6e.2xlarge"]
 }
 
 variable "gpu_min_size" {
@@ -106,4 +106,10 @@ variable "tags" {
   description = "Tags added to every AWS resource."
   type        = map(string)
   default     = {}
+}
+
+variable "hub_token_secret" {
+  description = "Name of a Secret in the voicebot namespace (key `token`) with a Hugging Face token that accepted the Llama 3.1 licence; the default gpu profile downloads it. null: none (the chart then refuses the gated profile)."
+  type        = string
+  default     = "voicebot-hub-token"
 }

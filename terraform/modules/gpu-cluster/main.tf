@@ -125,6 +125,9 @@ module "eks" {
     vpc-cni = {
       most_recent    = true
       before_compute = true
+      # Enforce NetworkPolicies (the chart's default-deny and data-flow policies); without it the
+      # add-on accepts them and enforces nothing.
+      configuration_values = jsonencode({ enableNetworkPolicy = "true" })
     }
     eks-pod-identity-agent = {
       most_recent    = true
@@ -138,6 +141,10 @@ module "eks" {
     }
     # Persistent volumes (Postgres, Prometheus, model cache); credentials through Pod Identity below.
     aws-ebs-csi-driver = {
+      most_recent = true
+    }
+    # ReadWriteMany volumes (EFS): the model weights that every Triton replica mounts.
+    aws-efs-csi-driver = {
       most_recent = true
     }
   }
@@ -248,6 +255,83 @@ resource "aws_eks_pod_identity_association" "ebs_csi" {
   service_account = local.ebs_csi_service_account
   role_arn        = aws_iam_role.ebs_csi.arn
   tags            = local.tags
+}
+
+# EFS: the ReadWriteMany file system behind the weights claim, so Triton can run more than one
+# replica (KEDA), roll with a surge pod and run on KServe; EBS volumes attach to one node only.
+resource "aws_iam_role" "efs_csi" {
+  name_prefix        = "${var.name}-efs-csi-"
+  description        = "EFS CSI driver of EKS cluster ${var.name} (Pod Identity)"
+  assume_role_policy = data.aws_iam_policy_document.pod_identity_assume.json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "efs_csi" {
+  role       = aws_iam_role.efs_csi.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"
+}
+
+resource "aws_eks_pod_identity_association" "efs_csi" {
+  cluster_name    = module.eks.cluster_name
+  namespace       = "kube-system"
+  service_account = "efs-csi-controller-sa"
+  role_arn        = aws_iam_role.efs_csi.arn
+  tags            = local.tags
+}
+
+# The account administers the key (IAM policies decide who may use it); EFS uses it through grants.
+data "aws_iam_policy_document" "efs_kms" {
+  #checkov:skip=CKV_AWS_111: a key policy's resource "*" means this key only; the account root is the key's administrator, as in AWS's default key policy
+  #checkov:skip=CKV_AWS_356: a key policy's resource "*" means this key only (KMS key policies name no other resource)
+  #checkov:skip=CKV_AWS_109: the account root administers the key, as in AWS's default key policy; IAM policies decide which principals may use it
+  statement {
+    sid       = "AccountAdministers"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+}
+
+resource "aws_kms_key" "efs" {
+  description             = "Weights file system of EKS cluster ${var.name}"
+  enable_key_rotation     = true
+  deletion_window_in_days = var.kms_key_deletion_window_in_days
+  policy                  = data.aws_iam_policy_document.efs_kms.json
+  tags                    = local.tags
+}
+
+resource "aws_efs_file_system" "weights" {
+  creation_token   = "${var.name}-weights"
+  encrypted        = true
+  kms_key_id       = aws_kms_key.efs.arn
+  performance_mode = "generalPurpose"
+  throughput_mode  = "elastic" # model loading reads tens of GB in bursts
+  tags             = merge(local.tags, { Name = "${var.name}-weights" })
+}
+
+resource "aws_security_group" "efs" {
+  name_prefix = "${var.name}-efs-"
+  description = "NFS from the EKS nodes to the weights file system"
+  vpc_id      = module.vpc.vpc_id
+  tags        = local.tags
+
+  ingress {
+    description     = "NFS from the cluster's nodes"
+    from_port       = 2049
+    to_port         = 2049
+    protocol        = "tcp"
+    security_groups = [module.eks.node_security_group_id]
+  }
+}
+
+resource "aws_efs_mount_target" "weights" {
+  count           = length(local.azs)
+  file_system_id  = aws_efs_file_system.weights.id
+  subnet_id       = module.vpc.private_subnets[count.index]
+  security_groups = [aws_security_group.efs.id]
 }
 
 # Cluster autoscaler: turns the node groups' min/max bounds into actual scaling. The platform

@@ -110,3 +110,8 @@ output "cluster_autoscaler_role_arn" {
   description = "ARN of the cluster autoscaler's IAM role."
   value       = aws_iam_role.cluster_autoscaler.arn
 }
+
+output "weights_file_system_id" {
+  description = "ID of the EFS file system for the model weights (a ReadWriteMany StorageClass's fileSystemId)."
+  value       = aws_efs_file_system.weights.id
+}

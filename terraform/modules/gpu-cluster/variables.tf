@@ -164,7 +164,7 @@ variable "system_node_group" {
 variable "gpu_node_group" {
   description = "The GPU node group that runs Triton. Nodes use the EKS NVIDIA AMI (driver and container toolkit preinstalled), carry the label voicebot.dev/node-pool=gpu and the taint nvidia.com/gpu=true:NoSchedule that the chart's Triton scheduling matches."
   type = object({
-    instance_types = optional(list(string), ["g5.2xlarge"])
+    instance_types = optional(list(string), ["g6e.2xlarge"])
     ami_type       = optional(string, "AL2023_x86_64_NVIDIA")
     capacity_type  = optional(string, "ON_DEMAND")
     min_size       = optional(number, 1)

@@ -39,7 +39,16 @@ locals {
       )
     },
     var.secrets_existing_secret != null ? { secrets = { existingSecret = var.secrets_existing_secret } } : {},
-    var.models_profile != null ? { models = { profile = var.models_profile } } : {},
+    length(local.models_values) > 0 ? { models = local.models_values } : {},
+  )
+
+  # models.* from three optional variables, merged into one map (merge() is shallow).
+  models_values = merge(
+    var.models_profile != null ? { profile = var.models_profile } : {},
+    var.hub_token_secret != null ? { fetch = { hubTokenSecret = var.hub_token_secret } } : {},
+    var.weights_storage_class_name != null ? {
+      weights = { storageClassName = var.weights_storage_class_name, accessModes = ["ReadWriteMany"] }
+    } : {},
   )
 
   ################################################################################

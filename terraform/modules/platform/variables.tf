@@ -274,6 +274,11 @@ variable "triton_autoscaling_enabled" {
     condition     = !var.triton_autoscaling_enabled || (var.addons.keda && var.addons.kube_prometheus_stack)
     error_message = "triton_autoscaling_enabled needs addons.keda and addons.kube_prometheus_stack (KEDA scales on Prometheus metrics)."
   }
+
+  validation {
+    condition     = !var.triton_autoscaling_enabled || var.weights_storage_class_name != null
+    error_message = "triton_autoscaling_enabled needs weights_storage_class_name (a ReadWriteMany StorageClass): replicas on different nodes share the weights claim."
+  }
 }
 
 variable "models_profile" {
@@ -298,6 +303,23 @@ variable "postgres" {
   validation {
     condition     = var.postgres.enabled || var.postgres.external_existing_secret != null
     error_message = "postgres.external_existing_secret is required when postgres.enabled is false."
+  }
+}
+
+variable "hub_token_secret" {
+  description = "Name of an existing Secret in `namespace` (key `token`) holding a Hugging Face token for gated models (models.fetch.hubTokenSecret); the default gpu profile's Llama repository is gated, and the chart refuses it without one. null sets nothing."
+  type        = string
+  default     = null
+}
+
+variable "weights_storage_class_name" {
+  description = "A ReadWriteMany StorageClass (EFS) for the model weights claim (models.weights.storageClassName, accessModes [ReadWriteMany]); the chart refuses a ReadWriteOnce claim when Triton autoscales. null keeps the chart's ReadWriteOnce claim."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.weights_storage_class_name == null || can(regex("^[a-z0-9][a-z0-9.-]*$", var.weights_storage_class_name))
+    error_message = "weights_storage_class_name must be a StorageClass name (lowercase DNS subdomain)."
   }
 }
 
