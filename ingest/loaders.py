@@ -273,9 +273,20 @@ def parse_text(text: str, *, fallback_title: str, limits: ParseLimits = DEFAULT_
 
 # Elements whose content is never document text.
 _SKIP_TAGS = {
-    "script", "style", "noscript", "template", "svg", "math", "nav", "iframe", "object", "button",
-    "select", "form", "footer", "aside",
-}  # fmt: skip
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "math",
+    "nav",
+    "iframe",
+    "object",
+    "button",
+    "select",
+    "footer",
+    "aside",
+}  # fmt: skip  (not <form>: some sites wrap a whole page in one)
 # Site chrome that pages mark with a role, an id or a class rather than an element: navigation
 # bars, sidebars, tables of contents, footers (asciidoc's id="footer" and id="toc", Sphinx's
 # class="related" and "sphinxsidebar" and the "¶" of its "headerlink" anchors, skip links...).

@@ -348,3 +348,9 @@ def test_sphinx_permalinks_and_sidebars_are_dropped() -> None:
         ("heading", "Numbers"),
         ("paragraph", "The interpreter acts as a calculator."),
     ]
+
+
+def test_a_page_wrapped_in_a_form_keeps_its_content() -> None:
+    html = b'<html><body><form id="aspnetForm"><h2>Setup</h2><p>Install it.</p><button>Go</button></form></body></html>'
+    doc = parse_bytes(html, Path("x.html"))
+    assert [b.text for b in doc.blocks] == ["Setup", "Install it."]
