@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,11 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import start_http_server
 
 from orchestrator import __version__
 from orchestrator.api import audio, chat, documents, health, openai_compat, voice
+from orchestrator.edge import EdgeMiddleware
 from orchestrator.errors import VoicebotError
 from orchestrator.observability import add_http_metrics, configure_tracing
+from orchestrator.retention import purge_periodically
 from orchestrator.settings import Settings, get_settings
 from orchestrator.state import AppState
 
@@ -27,18 +32,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.open()
+        # Metrics on their own port, for Prometheus inside the cluster; the public port serves
+        # them only to API keys outside dev mode (orchestrator/api/health.py).
+        metrics_server = (
+            start_http_server(settings.metrics_port, settings.host, state.metrics.registry)
+            if settings.metrics_port
+            else None
+        )
+        purging = (
+            asyncio.create_task(purge_periodically(state.pool, settings.retention_days), name="retention")
+            if state.pool is not None and settings.retention_days
+            else None
+        )
         try:
             yield
         finally:
+            if purging is not None:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
+            if metrics_server is not None:
+                metrics_server[0].shutdown()
+                metrics_server[0].server_close()
             await state.close()
 
-    app = FastAPI(title="Voicebot", version=__version__, lifespan=lifespan)
+    # The OpenAPI pages map every route for whoever asks: off outside dev mode unless asked for.
+    docs = settings.docs_served
+    app = FastAPI(
+        title="Voicebot",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.voicebot = state
+    app.add_middleware(EdgeMiddleware, settings=settings, on_refusal=state.metrics.errors)
     if settings.cors_origins:  # a UI served from another origin (e.g. `next dev`)
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "DELETE"],  # DELETE: documents, sessions
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Retry-After", "X-Sample-Rate"],
             max_age=600,

@@ -9,8 +9,10 @@
 - Dev mode (`make up`) admits anonymous clients, but only from loopback addresses.
 
 Stored-key lookups are cached for KEY_CACHE_TTL_S per process, so a revocation takes effect
-within that many seconds on every replica. Every authenticated request (and every WebSocket) is
-counted against the caller's rate limit (orchestrator/limits.py).
+within that many seconds on every replica, on open voice sockets too (`check_socket`, at each
+message a client sends). Every authenticated request (and every WebSocket) is counted against the
+caller's rate limit (orchestrator/limits.py), and failed authentications against the client
+address's (`VOICEBOT_AUTH_FAILURES_PER_MINUTE`), so keys and tokens cannot be guessed at speed.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ KEY_CACHE_SIZE = 1024
 KEY_LOOKUP_TIMEOUT_S = 2.0
 BOOTSTRAP = "bootstrap"
 ANONYMOUS = "anonymous"
+TOKEN_EXPIRED = "the session token has expired; request a new one"  # noqa: S105 - a message
 
 
 @dataclass(frozen=True)
@@ -69,21 +72,48 @@ class Caller:
 def is_loopback(host: str | None) -> bool:
     if not host:
         return False
+    host = host.lower().rstrip(".")
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return host == "localhost"
+        return host == "localhost" or host.endswith(".localhost")  # RFC 6761: always loopback
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str]) -> bool:
-    """May a page from `origin` open a voice socket? Browsers send Origin on WebSocket upgrades and
-    no CORS rule guards them, so without this check any website a developer visits could talk to
-    a dev-mode gateway on loopback. Same-origin pages and VOICEBOT_CORS_ORIGINS may; clients that
-    send no Origin (servers, scripts) are judged by their credentials alone."""
+def _hostname(netloc: str) -> str | None:
+    """The host name of `host[:port]` (IPv6 in brackets), or None when it is not one."""
+    try:
+        return urlsplit(f"//{netloc}").hostname
+    except ValueError:
+        return None
+
+
+def loopback_host_header(host: str | None) -> bool:
+    """Whether a Host header names this machine's loopback interface (`localhost:8080`,
+    `127.0.0.1`, `[::1]:8080`). Dev mode serves nothing else: a page of another site that
+    re-points its own name at 127.0.0.1 (DNS rebinding) still sends its own name as Host."""
+    return bool(host) and is_loopback(_hostname(str(host)))
+
+
+def loopback_origin(origin: str) -> bool:
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and is_loopback(_hostname(parts.netloc))
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str], *, dev_mode: bool) -> bool:
+    """May a page from `origin` open a voice socket or change state (POST, PUT, PATCH, DELETE)?
+
+    Browsers send Origin on WebSocket upgrades and no CORS rule guards them, and a cross-site form
+    POST needs no CORS preflight; so without this check any website a developer visits could talk
+    to, or upload into, a dev-mode gateway on loopback. VOICEBOT_CORS_ORIGINS may; in dev mode also
+    loopback pages (and nothing else: the Host is loopback there, so same-origin means loopback);
+    outside dev mode the gateway's own pages (same origin). Clients that send no Origin (servers,
+    scripts) are judged by their credentials alone. `null` (sandboxed frames, file://) is foreign."""
     if not origin:
         return True
     if origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
         return True
+    if dev_mode:
+        return loopback_origin(origin)
     return bool(host) and urlsplit(origin).netloc.lower() == str(host).lower()
 
 
@@ -99,11 +129,13 @@ def _signing_key(settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a session token says: whose it is, for which session, and whether to resume it."""
+    """What a session token says: whose it is, for which session, whether to resume it, and until
+    when (seconds since the epoch)."""
 
     subject: str
     session_id: str
     resume: bool = False
+    expires_at: float = float("inf")
 
 
 def issue_token(
@@ -118,14 +150,22 @@ def issue_token(
 
 def verify_token(settings: Settings, token: str) -> TokenClaims:
     try:
-        claims = jwt.decode(token, _signing_key(settings), algorithms=[_ALGORITHM], audience=TOKEN_AUDIENCE)
+        # A token without an expiry would be good forever, and one without an audience could be
+        # another service's: all four claims are required, not merely checked when present.
+        claims = jwt.decode(
+            token,
+            _signing_key(settings),
+            algorithms=[_ALGORITHM],
+            audience=TOKEN_AUDIENCE,
+            options={"require": ["exp", "aud", "sub", "sid"]},
+        )
     except jwt.ExpiredSignatureError as e:
-        raise Unauthorized("the session token has expired; request a new one") from e
+        raise Unauthorized(TOKEN_EXPIRED) from e
     except jwt.PyJWTError as e:
         raise Unauthorized("the session token is not valid") from e
     if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("sid"), str):
         raise Unauthorized("the session token is not valid")
-    return TokenClaims(claims["sub"], claims["sid"], claims.get("resume") is True)
+    return TokenClaims(claims["sub"], claims["sid"], claims.get("resume") is True, float(claims["exp"]))
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -168,9 +208,18 @@ class TtlCache(Generic[K, V]):
 class Gatekeeper:
     """Authenticates callers and applies the per-caller limits (one per gateway process)."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        self.wall_clock = wall_clock  # token expiry is in seconds since the epoch
         self.requests = RateLimiter(settings.rate_limit_per_minute, clock=clock)
+        # Failed authentications per client address: a key or token guessed at speed gets 429s.
+        self.failures = RateLimiter(settings.auth_failures_per_minute, clock=clock)
         self.sessions = SessionLimiter(settings.max_sessions_per_key)
         # digest of a presented key → its stored key (None: no such key); key id → stored key.
         self._by_digest: TtlCache[str, ApiKey | None] = TtlCache(KEY_CACHE_TTL_S, KEY_CACHE_SIZE, clock)
@@ -183,9 +232,10 @@ class Gatekeeper:
     ) -> Caller:
         """The caller behind an `Authorization` header, counted against its rate limit.
 
-        Raises Unauthorized (401), RateLimited (429) or StoreUnavailable (503: a stored key could
-        not be checked)."""
-        caller = await self.identify(pool, authorization, client_host)
+        Raises Unauthorized (401), RateLimited (429: over the caller's rate, or too many failed
+        attempts from this address) or StoreUnavailable (503: a stored key could not be checked)."""
+        async with self._counting_failures(client_host):
+            caller = await self.identify(pool, authorization, client_host)
         self.count_request(caller)
         return caller
 
@@ -228,11 +278,12 @@ class Gatekeeper:
         A token's key must still be valid: a key revoked since refuses its tokens. Raises
         Unauthorized, RateLimited or StoreUnavailable."""
         if token:
-            claims = verify_token(self.settings, token)
-            caller = Caller(claims.subject, client_host)
-            key_id = keys.key_id_of(caller.subject)
-            if key_id is not None:
-                await self._stored_key_by_id(pool, key_id)
+            async with self._counting_failures(client_host):
+                claims = verify_token(self.settings, token)
+                caller = Caller(claims.subject, client_host)
+                key_id = keys.key_id_of(caller.subject)
+                if key_id is not None:
+                    await self._stored_key_by_id(pool, key_id)
             self.count_request(caller)
             return caller, claims
         if self.settings.dev_mode and is_loopback(client_host):
@@ -240,6 +291,44 @@ class Gatekeeper:
             self.count_request(caller)
             return caller, None
         raise Unauthorized("a session token is required (POST /v1/sessions)")
+
+    async def check_socket(
+        self, pool: AsyncConnectionPool | None, caller: Caller, claims: TokenClaims | None
+    ) -> None:
+        """Is an open socket's authority still good? Its token must not have expired and its key
+        must not have been revoked since the socket opened (a cached lookup: cheap to call at every
+        turn). Raises Unauthorized. When the key cannot be checked now (Postgres down) the socket
+        goes on: it was authenticated, and the next turn checks again."""
+        if claims is None:
+            return  # dev mode's anonymous loopback callers carry no token
+        if self.wall_clock() >= claims.expires_at:
+            raise Unauthorized(TOKEN_EXPIRED)
+        key_id = keys.key_id_of(caller.subject)
+        if key_id is not None:
+            try:
+                await self._stored_key_by_id(pool, key_id)
+            except StoreUnavailable:
+                return
+
+    @asynccontextmanager
+    async def _counting_failures(self, client_host: str | None) -> AsyncIterator[None]:
+        """Refuses an address over its failed-authentication limit (429), and counts a failure
+        (Unauthorized) raised inside against it."""
+        address = client_host or "unknown"
+        wait_s = self.failures.wait(address)
+        if wait_s > 0:
+            raise self._too_many_failures(wait_s)
+        try:
+            yield
+        except Unauthorized:
+            self.failures.acquire(address)
+            raise
+
+    def _too_many_failures(self, wait_s: float) -> RateLimited:
+        return RateLimited(
+            f"too many failed authentications from this address; retry in {retry_after(wait_s)} s",
+            retry_after_s=retry_after(wait_s),
+        )
 
     # ---- stored keys -----------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The `voicebot` command: `up` (local stack), `serve` (gateway only), `doctor`, and the command
-groups other packages register (`ingest`, `db`, `models`, `keys`)."""
+groups other packages register (`ingest`, `db`, `models`, `keys`, `sessions`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from ingest import commands as ingest_commands
-from orchestrator import key_commands
+from orchestrator import key_commands, retention
 from orchestrator.settings import Settings
 
 
@@ -87,6 +87,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=None,  # keep our handlers (JSON lines)
         ws_max_size=1 << 20,
+        # Client addresses (anonymous dev-mode callers, failed-authentication limits) come from
+        # X-Forwarded-For only when the connection is from one of these (the ingress).
+        forwarded_allow_ips=settings.trusted_proxies,
         # After the drain, what is left (an SSE answer, an upload) gets this long.
         timeout_graceful_shutdown=10,
     )
@@ -127,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         model_commands.register(sub)
     key_commands.register(sub)
+    retention.register(sub)
     return parser
 
 

@@ -54,6 +54,14 @@ class Unauthorized(VoicebotError):
     http_status = 401
 
 
+class Forbidden(VoicebotError):
+    """A request the gateway refuses whoever sends it: from a page of another site, or (dev mode)
+    addressed to a host name that is not loopback."""
+
+    code = ErrorCode.FORBIDDEN
+    http_status = 403
+
+
 class RateLimited(VoicebotError):
     code = ErrorCode.RATE_LIMITED
     retryable = True

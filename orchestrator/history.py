@@ -178,6 +178,17 @@ class SessionStore:
             recent = [TurnRecord(**row) for row in await cur.fetchall()]
         return Resumed(int(found["last_turn"]), recent_exchanges(recent))
 
+    async def delete(self, session_id: str, subject: str) -> bool:
+        """Deletes the session and its turns (ON DELETE CASCADE); False when it is unknown or not
+        `subject`'s. A socket still open on it goes on, and records its next turn afresh."""
+        if not valid_session_id(session_id):
+            return False
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM sessions WHERE id = %s AND subject = %s", (session_id, subject)
+            )
+            return cur.rowcount == 1
+
     async def record(
         self, session_id: str, subject: str, turn: TurnRecord, *, language: str | None, voice: str
     ) -> None:

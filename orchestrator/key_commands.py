@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     revoke.set_defaults(func=cmd_keys_revoke)
 
 
-def _database_url() -> str:
+def database_url() -> str:
+    """The DSN the CLI commands use (`keys`, `sessions`)."""
     from orchestrator.settings import Settings
 
     # Key management needs only the database; the gateway's own secrets are not required here.
@@ -65,7 +66,7 @@ def _database_url() -> str:
 def _run(work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
     from ingest.migrate import migrate
 
-    dsn = _database_url()
+    dsn = database_url()
 
     async def run() -> T:
         await migrate(dsn)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,9 @@ from fastapi import FastAPI, Request, Response
 from orchestrator.metrics import Metrics
 from orchestrator.settings import Settings
 
+# Session tokens in URLs (`/v1/voice?token=eyJ…`, old clients) would land in every access log.
+_TOKEN_IN_URL = re.compile(r"([?&](?:token|access_token)=)[^&\s\"']+", re.IGNORECASE)
+REDACTED = "[redacted]"
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -38,8 +42,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class RedactTokens(logging.Filter):
+    """Replaces token query values in a record's message (uvicorn's access and WebSocket lines
+    among them) by REDACTED. A handler filter, so it sees every record the handler writes,
+    propagated from any logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _TOKEN_IN_URL.sub(rf"\1{REDACTED}", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactTokens())
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

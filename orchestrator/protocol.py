@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     BAD_AUDIO = "bad_audio"  # odd-length PCM, frame too large, audio outside a turn
     TOO_LARGE = "too_large"  # message, text or turn audio over its limit
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"  # HTTP: a page of another site, or (dev mode) a host name not loopback
     RATE_LIMITED = "rate_limited"
     NOT_FOUND = "not_found"  # unknown session or document
     MODEL_UNAVAILABLE = "model_unavailable"  # Triton down or a model failing
@@ -122,6 +123,8 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"message is not valid JSON: {e}") from e
+    except RecursionError as e:  # `[[[[…` a few thousand deep: no message of ours nests like that
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "message is nested too deeply") from e
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "message must be a JSON object with a string 'type'")
     try:

@@ -75,6 +75,19 @@ class Settings(BaseSettings):
         description="On shutdown, how long turns in flight may take to finish before sockets close.",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Extra allowed browser origins.")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Addresses whose X-Forwarded-For is believed (the ingress), or ['*'].",
+    )
+    api_docs: bool | None = Field(
+        default=None, description="Serve /docs, /redoc and /openapi.json; default: only in dev mode."
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on this port too, without auth (0: none); else /metrics needs a key outside dev mode.",
+    )
 
     # --- model server (Triton) ------------------------------------------------------------
     triton_url: str = Field(
@@ -114,6 +127,14 @@ class Settings(BaseSettings):
         default=None,
         description="An API key accepted besides the stored ones, for automation (the chart's helm test).",
     )
+    auth_failures_per_minute: int = Field(
+        default=30, ge=1, description="Failed authentications per client address a minute before 429."
+    )
+    retention_days: int = Field(
+        default=30,
+        ge=0,
+        description="Stored conversations are deleted this many days after their last turn (0: kept).",
+    )
 
     # --- limits -----------------------------------------------------------------------
     max_turn_audio_s: float = Field(default=60.0, gt=0, description="Longest audio accepted for one turn.")
@@ -122,6 +143,9 @@ class Settings(BaseSettings):
         default=20 * 1024 * 1024,
         ge=1024,
         description="Largest request body of an upload (documents, audio transcription), in bytes.",
+    )
+    max_json_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest request body of every other route, in bytes."
     )
     rate_limit_per_minute: int = Field(default=60, ge=1, description="Requests per API key per minute.")
     max_sessions_per_key: int = Field(default=4, ge=1, description="Concurrent voice sessions per API key.")
@@ -169,16 +193,33 @@ class Settings(BaseSettings):
     requires_secrets: ClassVar[bool] = True
 
     @model_validator(mode="after")
-    def _refuse_placeholders_outside_dev(self) -> Settings:
-        if self.dev_mode or not self.requires_secrets:
+    def _refuse_weak_secrets(self) -> Settings:
+        # A secret that is set is checked in dev mode too: a weak bootstrap key on a laptop is
+        # still a key anyone can guess. Outside dev mode the signing secret is required.
+        # An empty bootstrap key means none. Clients that sign nothing are not asked (ClientSettings).
+        if not self.requires_secrets:
             return self
-        secret = self.auth_secret.get_secret_value() if self.auth_secret else ""
-        if secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
-            raise ValueError(
-                "VOICEBOT_AUTH_SECRET must be set to a random value of at least "
-                f"{MIN_SECRET_LENGTH} characters (or run with VOICEBOT_DEV_MODE=true on a laptop)"
-            )
+        for name, value in (("AUTH_SECRET", self.auth_secret), ("BOOTSTRAP_API_KEY", self.bootstrap_api_key)):
+            secret = value.get_secret_value() if value is not None else ""
+            if not secret and (self.dev_mode or name == "BOOTSTRAP_API_KEY"):
+                continue
+            if weak_secret(secret):
+                raise ValueError(
+                    f"VOICEBOT_{name} must be set to a random value of at least "
+                    f"{MIN_SECRET_LENGTH} characters (or run with VOICEBOT_DEV_MODE=true on a laptop)"
+                )
         return self
+
+    @property
+    def docs_served(self) -> bool:
+        """Whether the OpenAPI pages are served: they map every route for a visitor, so only
+        where asked for, or in dev mode."""
+        return self.dev_mode if self.api_docs is None else self.api_docs
+
+
+def weak_secret(secret: str) -> bool:
+    """Too short, or a placeholder people copy from examples."""
+    return secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH
 
 
 class ClientSettings(Settings):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from orchestrator.auth import client_host
 from orchestrator.state import AppState
 
 router = APIRouter(tags=["health"])
@@ -40,4 +41,9 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Outside dev mode only for an API key (Prometheus: `authorization.credentials_file`); a
+    scraper inside the cluster uses VOICEBOT_METRICS_PORT instead, which the ingress never routes."""
+    state = _state(request)
+    if not state.settings.dev_mode:
+        await state.authenticate(request.headers.get("authorization"), client_host(request))
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

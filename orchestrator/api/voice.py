@@ -1,5 +1,10 @@
-"""WebSocket `/v1/voice`, `POST /v1/sessions` (the token a browser presents on the socket) and
-`GET /v1/sessions/{id}` (a stored conversation, to restore it after a reconnect)."""
+"""WebSocket `/v1/voice`, `POST /v1/sessions` (the token a browser presents on the socket),
+`GET /v1/sessions/{id}` (a stored conversation, to restore it after a reconnect) and
+`DELETE /v1/sessions/{id}` (forget it).
+
+The token travels in the `Sec-WebSocket-Protocol` header (`voicebot.v1, voicebot.token.<token>`),
+which access logs do not record, or, for older clients, as `?token=` (redacted from our logs:
+orchestrator/observability.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +13,19 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketState
 
 from orchestrator.api.deps import CallerDep, State
-from orchestrator.auth import TokenClaims, client_host, issue_token, origin_allowed
+from orchestrator.auth import (
+    Caller,
+    TokenClaims,
+    client_host,
+    issue_token,
+    loopback_host_header,
+    origin_allowed,
+)
 from orchestrator.errors import NotFound, RateLimited, Unauthorized, VoicebotError
 from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, error_event
 from orchestrator.state import AppState
@@ -21,11 +33,15 @@ from orchestrator.state import AppState
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["voice"])
 
-CLOSE_UNAUTHORIZED = 4401  # missing, forged or expired token; the key revoked
+CLOSE_UNAUTHORIZED = 4401  # missing, forged or expired token; the key revoked (also mid-session)
 CLOSE_RATE_LIMITED = 4429  # too many concurrent sessions or requests for the key
 CLOSE_TOO_LARGE = 1009  # a frame far over its limit
 CLOSE_TRY_AGAIN_LATER = 1013  # the token's key could not be checked (database down)
-CLOSE_FORBIDDEN_ORIGIN = 4403  # a page of another site (not VOICEBOT_CORS_ORIGINS)
+CLOSE_FORBIDDEN_ORIGIN = (
+    4403  # a page of another site (not VOICEBOT_CORS_ORIGINS); dev mode: a host not loopback
+)
+SUBPROTOCOL = "voicebot.v1"
+TOKEN_SUBPROTOCOL_PREFIX = "voicebot.token."  # noqa: S105 - a prefix, not a secret
 ABUSE_FACTOR = 4
 _SESSION_NOT_FOUND = "no such session"
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -86,6 +102,20 @@ async def create_session(state: State, caller: CallerDep, body: SessionRequest |
     return SessionToken(session_id=session_id, token=token, expires_at=expires)
 
 
+@router.delete(
+    "/v1/sessions/{session_id}",
+    summary="Delete a stored session of this key, with all its turns",
+    status_code=204,
+    response_class=Response,
+    responses={**_ERRORS, 404: {"description": "unknown, or another key's"}, 503: {}},
+)
+async def delete_session(session_id: str, state: State, caller: CallerDep) -> Response:
+    if not await state.session_store.delete(session_id, caller.subject):
+        raise NotFound(_SESSION_NOT_FOUND)
+    log.info("session deleted", extra={"session": session_id})
+    return Response(status_code=204)
+
+
 @router.get(
     "/v1/sessions/{session_id}",
     summary="The turns of a stored session (to restore a conversation after a reconnect)",
@@ -111,27 +141,55 @@ class _WebSocketSink:
             await self.websocket.send_bytes(data)
 
 
-async def _refuse(websocket: WebSocket, state: AppState, error: VoicebotError, code: int) -> None:
-    """Accept only to say why (an `error` event, fatal), then close with `code`. (Closing before
-    the accept would make the server answer the handshake with a bare HTTP 403, and a browser
-    would see neither the code nor the reason.)"""
+def _subprotocol(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """(the subprotocol to accept with, the token it carried). A browser fails the handshake
+    unless the server picks one of the subprotocols it offered, so offering tokens needs
+    `voicebot.v1` beside them."""
+    offered: list[str] = list(websocket.scope.get("subprotocols") or [])
+    token = next(
+        (p.removeprefix(TOKEN_SUBPROTOCOL_PREFIX) for p in offered if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)),
+        None,
+    )
+    return (SUBPROTOCOL if SUBPROTOCOL in offered else None), token or None
+
+
+async def _refuse(
+    websocket: WebSocket, state: AppState, error: VoicebotError, code: int, *, accepted: bool = False
+) -> None:
+    """Accept (unless `accepted`) only to say why (an `error` event, fatal), then close with
+    `code`. (Closing before the accept would make the server answer the handshake with a bare
+    HTTP 403, and a browser would see neither the code nor the reason.)"""
     state.metrics.errors.labels(error.code.value).inc()
-    await websocket.accept()
+    if not accepted:
+        await websocket.accept(subprotocol=_subprotocol(websocket)[0])
     await websocket.send_text(error_event(error.code, error.message, fatal=True))
     await websocket.close(code=code, reason=error.message[:120])
+
+
+def _forbidden(websocket: WebSocket, state: AppState) -> Unauthorized | None:
+    """Why the handshake's Host or Origin is refused (see orchestrator/edge.py), or None."""
+    settings = state.settings
+    host = websocket.headers.get("host")
+    if settings.dev_mode and not loopback_host_header(host):
+        return Unauthorized("dev mode serves only loopback host names (localhost, 127.0.0.1, [::1])")
+    origin = websocket.headers.get("origin")
+    if not origin_allowed(origin, host, settings.cors_origins, dev_mode=settings.dev_mode):
+        return Unauthorized(
+            f"pages from {str(origin)[:100]} may not open voice sessions here (VOICEBOT_CORS_ORIGINS)"
+        )
+    return None
 
 
 @router.websocket("/v1/voice")
 async def voice(websocket: WebSocket, token: str | None = None) -> None:
     state: AppState = websocket.app.state.voicebot
     gatekeeper = state.gatekeeper
-    origin = websocket.headers.get("origin")
-    if not origin_allowed(origin, websocket.headers.get("host"), state.settings.cors_origins):
-        refused = Unauthorized(
-            f"pages from {origin} may not open voice sessions here (VOICEBOT_CORS_ORIGINS)"
-        )
+    refused = _forbidden(websocket, state)
+    if refused is not None:
         await _refuse(websocket, state, refused, CLOSE_FORBIDDEN_ORIGIN)
         return
+    # The header form wins over the URL form (kept for older clients).
+    token = _subprotocol(websocket)[1] or token
     try:
         caller, claims = await gatekeeper.authenticate_socket(state.pool, token, client_host(websocket))
     except Unauthorized as e:
@@ -153,16 +211,18 @@ async def voice(websocket: WebSocket, token: str | None = None) -> None:
         )
         return
     try:
-        await _converse(websocket, state, caller.subject, claims)
+        await _converse(websocket, state, caller, claims)
     finally:
         gatekeeper.sessions.close(caller.bucket)
 
 
-async def _converse(websocket: WebSocket, state: AppState, subject: str, claims: TokenClaims | None) -> None:
-    await websocket.accept()
+async def _converse(
+    websocket: WebSocket, state: AppState, caller: Caller, claims: TokenClaims | None
+) -> None:
+    await websocket.accept(subprotocol=_subprotocol(websocket)[0])
     sink = _WebSocketSink(websocket)
     session = state.new_session(sink)
-    session.subject = subject
+    session.subject = caller.subject
     session.store = state.session_store
     if claims is not None:
         session.session_id = claims.session_id
@@ -187,6 +247,14 @@ async def _converse(websocket: WebSocket, state: AppState, subject: str, claims:
             if data is not None:
                 await session.on_audio(data)
             elif text is not None:
+                # Every message may start a turn: the token must still be in date and its key not
+                # revoked since the socket opened, else the socket closes (4401) before it is read.
+                try:
+                    await state.gatekeeper.check_socket(state.pool, caller, claims)
+                except Unauthorized as e:
+                    log.info("voice socket closed: %s", e.message, extra={"session": session.session_id})
+                    await _refuse(websocket, state, e, CLOSE_UNAUTHORIZED, accepted=True)
+                    break
                 await session.on_text(text)
     except WebSocketDisconnect:
         pass

@@ -6,6 +6,7 @@ tests/integration/test_bad_input.py; here: the Gatekeeper's rules and the HTTP/W
 from __future__ import annotations
 
 import asyncio
+import warnings
 
 import jwt
 import pytest
@@ -87,13 +88,13 @@ def test_rate_limit_per_caller_with_anonymous_callers_bucketed_by_address() -> N
 def test_session_tokens_carry_the_subject_and_expire() -> None:
     settings = _settings()
     gate = Gatekeeper(settings)
-    token, _ = issue_token(settings, "bootstrap", "s1")
+    token, expires = issue_token(settings, "bootstrap", "s1")
     caller, claims = asyncio.run(gate.authenticate_socket(None, token, "10.0.0.5"))
     assert caller.subject == "bootstrap"
-    assert claims == TokenClaims("bootstrap", "s1", resume=False)
-    resuming, _ = issue_token(settings, "bootstrap", "s1", resume=True)
+    assert claims == TokenClaims("bootstrap", "s1", resume=False, expires_at=expires)
+    resuming, expires = issue_token(settings, "bootstrap", "s1", resume=True)
     assert asyncio.run(gate.authenticate_socket(None, resuming, "10.0.0.5"))[1] == TokenClaims(
-        "bootstrap", "s1", resume=True
+        "bootstrap", "s1", resume=True, expires_at=expires
     )
     expired = jwt.encode(
         {"sub": "bootstrap", "sid": "s1", "aud": TOKEN_AUDIENCE, "exp": 1}, SECRET, algorithm="HS256"
@@ -192,3 +193,107 @@ def test_a_request_body_that_cannot_be_echoed_still_gets_422() -> None:
     assert error["message"].startswith("body.message: ")
     assert error["details"][0]["loc"] == ["body", "message"]
     assert "input" not in error["details"][0]
+
+
+# ---- issue 16: tokens must carry exp/aud/sub, failed authentications are limited per address,
+# open sockets are re-checked, and the token may travel in a header --------------------------
+
+
+@pytest.mark.parametrize(
+    ("claims", "algorithm"),
+    [
+        ({"sub": "bootstrap", "sid": "s1", "aud": TOKEN_AUDIENCE}, "HS256"),  # no exp: good forever
+        ({"sub": "bootstrap", "sid": "s1", "exp": 4102444800}, "HS256"),  # no aud: anyone's token
+        ({"sid": "s1", "aud": TOKEN_AUDIENCE, "exp": 4102444800}, "HS256"),  # no sub
+        ({"sub": "bootstrap", "aud": TOKEN_AUDIENCE, "exp": 4102444800}, "HS256"),  # no sid
+        ({"sub": "bootstrap", "sid": "s1", "aud": TOKEN_AUDIENCE, "exp": 4102444800}, "HS512"),
+    ],
+    ids=["no-exp", "no-aud", "no-sub", "no-sid", "hs512"],
+)
+def test_a_token_missing_a_required_claim_or_signed_otherwise_is_refused(
+    claims: dict[str, object], algorithm: str
+) -> None:
+    gate = Gatekeeper(_settings())
+    with warnings.catch_warnings():  # PyJWT warns that the key is short for HS512: beside the point
+        warnings.simplefilter("ignore")
+        token = jwt.encode(claims, SECRET, algorithm=algorithm)
+    with pytest.raises(Unauthorized, match="not valid"):
+        asyncio.run(gate.authenticate_socket(None, token, "10.0.0.5"))
+
+
+def test_failed_authentications_are_limited_per_address_then_recover() -> None:
+    clock = Clock()
+    gate = Gatekeeper(_settings(bootstrap_api_key=BOOTSTRAP, auth_failures_per_minute=3), clock=clock)
+    for _ in range(3):
+        with pytest.raises(Unauthorized):
+            _identify(gate, "Bearer wrong", "10.0.0.5")
+    with pytest.raises(RateLimited, match="failed authentications") as refused:
+        _identify(gate, f"Bearer {BOOTSTRAP}", "10.0.0.5")  # even the right key, from there
+    assert refused.value.headers == {"Retry-After": "20"}  # one failure's worth: 60 s / 3
+    with pytest.raises(RateLimited):  # forged tokens count against the same address
+        asyncio.run(gate.authenticate_socket(None, "forged", "10.0.0.5"))
+    assert _identify(gate, f"Bearer {BOOTSTRAP}", "10.0.0.6").subject == "bootstrap"  # others not
+    clock.now += 20
+    assert _identify(gate, f"Bearer {BOOTSTRAP}", "10.0.0.5").subject == "bootstrap"
+
+
+def test_http_failed_authentications_get_429_with_retry_after() -> None:
+    with _client(bootstrap_api_key=BOOTSTRAP, auth_failures_per_minute=2) as client:
+        statuses = [
+            client.post("/v1/sessions", headers={"Authorization": "Bearer guess"}).status_code
+            for _ in range(3)
+        ]
+        good = client.post("/v1/sessions", headers={"Authorization": f"Bearer {BOOTSTRAP}"})
+    assert statuses == [401, 401, 429]
+    assert (good.status_code, good.json()["error"]["code"]) == (429, "rate_limited")
+    assert int(good.headers["Retry-After"]) >= 1
+
+
+def test_an_open_socket_is_rechecked_for_expiry() -> None:
+    now = [1000.0]
+    gate = Gatekeeper(_settings(), wall_clock=lambda: now[0])
+    caller = Caller("bootstrap", "10.0.0.5")
+    claims = TokenClaims("bootstrap", "s1", expires_at=1010.0)
+    asyncio.run(gate.check_socket(None, caller, claims))
+    asyncio.run(gate.check_socket(None, Caller("anonymous", "127.0.0.1"), None))  # dev mode: no token
+    now[0] = 1010.0
+    with pytest.raises(Unauthorized, match="expired"):
+        asyncio.run(gate.check_socket(None, caller, claims))
+    # A stored key that cannot be checked now does not end a conversation already authenticated.
+    asyncio.run(gate.check_socket(None, Caller("key:3", None), TokenClaims("key:3", "s", expires_at=2000.0)))
+
+
+def test_the_token_may_travel_in_the_websocket_subprotocol_header() -> None:
+    with _client(bootstrap_api_key=BOOTSTRAP) as client:
+        token = client.post("/v1/sessions", headers={"Authorization": f"Bearer {BOOTSTRAP}"}).json()["token"]
+        with client.websocket_connect(
+            "/v1/voice", subprotocols=["voicebot.v1", f"voicebot.token.{token}"]
+        ) as ws:
+            assert ws.accepted_subprotocol == "voicebot.v1"
+            ws.send_json({"type": "session.start"})
+            assert ws.receive_json()["type"] == "session.ready"
+        with client.websocket_connect(
+            "/v1/voice", subprotocols=["voicebot.v1", "voicebot.token.forged"]
+        ) as ws:
+            assert ws.accepted_subprotocol == "voicebot.v1"  # accepted, so a browser sees why
+            error = ws.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+    assert (error["code"], closed.value.code) == ("unauthorized", 4401)
+
+
+def test_a_socket_whose_token_expires_is_closed_at_its_next_message() -> None:
+    app = create_app(_settings(bootstrap_api_key=BOOTSTRAP))
+    with TestClient(app) as client:
+        token, _ = issue_token(app.state.voicebot.settings, "bootstrap", "s1")
+        with client.websocket_connect(f"/v1/voice?token={token}") as ws:
+            ws.send_json({"type": "session.start"})
+            assert ws.receive_json()["type"] == "session.ready"
+            app.state.voicebot.gatekeeper.wall_clock = lambda: 4102444800.0  # long after expiry
+            ws.send_json({"type": "turn.start"})
+            error = ws.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+    assert (error["code"], error["fatal"]) == ("unauthorized", True)
+    assert "expired" in error["message"]
+    assert closed.value.code == 4401

@@ -18,11 +18,17 @@ SECRET = "k" * 40
 
 def _client(**overrides: object) -> TestClient:
     settings = Settings(auth_secret=SECRET, triton_url="127.0.0.1:1", ui_dir=None, **overrides)  # type: ignore[arg-type]
-    return TestClient(create_app(settings))
+    # Dev mode serves loopback host names only.
+    return TestClient(
+        create_app(settings), base_url="http://localhost" if settings.dev_mode else "http://testserver"
+    )
+
+
+METRICS_KEY = "m" * 40
 
 
 def test_health_ready_and_metrics() -> None:
-    with _client() as client:
+    with _client(bootstrap_api_key=METRICS_KEY) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         # Triton and Postgres down: degraded, yet ready (turns report model_unavailable)
@@ -31,14 +37,14 @@ def test_health_ready_and_metrics() -> None:
             "status": "degraded",
             "checks": {"triton": False, "postgres": False, "accepting": True},
         }
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).text
     assert 'voicebot_dependency_up{dependency="triton"} 0.0' in metrics
     assert 'voicebot_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in metrics
     assert 'voicebot_http_requests_total{method="GET",route="/readyz",status="200"} 1.0' in metrics
 
 
 def test_unknown_paths_share_one_metric_label() -> None:
-    with _client() as client:
+    with _client(dev_mode=True) as client:  # dev mode: /metrics without a key
         client.get("/no/such/page/1")
         client.get("/no/such/page/2")
         metrics = client.get("/metrics").text

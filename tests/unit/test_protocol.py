@@ -41,6 +41,8 @@ def test_parses_each_client_message() -> None:
         ('{"type":"turn.start","extra":1}', ErrorCode.BAD_REQUEST, "extra"),
         (b"\xff\xfe{", ErrorCode.BAD_REQUEST, "not valid JSON"),
         ("x" * (MAX_TEXT_FRAME_BYTES + 1), ErrorCode.TOO_LARGE, "larger than"),
+        ("[" * 10_000, ErrorCode.BAD_REQUEST, "nested too deeply"),  # was an unhandled RecursionError
+        ('{"a":' * 3000, ErrorCode.BAD_REQUEST, "nested too deeply"),
     ],
 )
 def test_bad_messages_get_a_stable_code(raw: str | bytes, code: ErrorCode, fragment: str) -> None:
