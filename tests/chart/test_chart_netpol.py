@@ -154,12 +154,12 @@ def served_ports(render: Render, pods: dict[str, Peer]) -> list[tuple[str, int]]
             for _, meta, _ in pod_templates(o)
             if meta.get("labels", {}).get("app.kubernetes.io/component") == component
         )
-        named = {
-            p["name"]: p["containerPort"]
-            for _, _, s in pod_templates(obj)
-            for c in s["containers"]
-            for p in c["ports"]
-        }
+        # KServe's predictor pods run the ServingRuntime's containers
+        specs = (
+            [r["spec"] for r in render.of_kind("ServingRuntime")] if obj["kind"] == "InferenceService" else []
+        )
+        specs = specs or [s for _, _, s in pod_templates(obj)]
+        named = {p["name"]: p["containerPort"] for s in specs for c in s["containers"] for p in c["ports"]}
         out += [(component, named[p["targetPort"]]) for p in svc["spec"]["ports"]]
     if render.of_kind("InferenceService"):
         out += [("triton", port) for port, _ in pods["triton"].extra["ports"]]

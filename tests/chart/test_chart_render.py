@@ -162,9 +162,12 @@ def test_services_select_pods_with_their_ports(render: Render) -> None:
         assert set(sel) == SELECTOR_KEYS
         targets = [spec for _, labels, spec in pods if matches(sel, labels)]
         assert targets, f"Service {svc['metadata']['name']} selects no pod"
+        runtimes = [r["spec"] for r in render.of_kind("ServingRuntime")]
         for port in svc["spec"]["ports"]:
             for spec in targets:
-                names = {p.get("name") for c in spec["containers"] for p in c.get("ports", [])}
+                # KServe's predictor pods run the ServingRuntime's containers
+                containers = spec.get("containers") or [c for r in runtimes for c in r["containers"]]
+                names = {p.get("name") for c in containers for p in c.get("ports", [])}
                 assert port["targetPort"] in names, f"{svc['metadata']['name']}:{port['targetPort']}"
 
 
@@ -440,6 +443,10 @@ def test_triton_autoscales_on_queue_metrics_not_cpu(renders: dict[str, Render]) 
 def test_kserve_mode_replaces_the_triton_deployment(renders: dict[str, Render]) -> None:
     r, default = renders["kserve"], renders["default"]
     assert f"{PREFIX}-triton" not in r.names("Deployment") | r.names("Service")
+    # the gateway reaches the predictor pods through our headless Service, balanced per call
+    headless = r.get("Service", f"{PREFIX}-triton-headless")
+    predictor_labels = r.get("InferenceService", f"{PREFIX}-triton")["spec"]["predictor"]["labels"]
+    assert all(predictor_labels.get(k) == v for k, v in headless["spec"]["selector"].items())
     sr = r.get("ServingRuntime", f"{PREFIX}-triton")
     isvc = r.get("InferenceService", f"{PREFIX}-triton")
     runtime = sr["spec"]["containers"][0]
@@ -452,7 +459,7 @@ def test_kserve_mode_replaces_the_triton_deployment(renders: dict[str, Render]) 
     assert isvc["spec"]["predictor"]["model"]["runtime"] == sr["metadata"]["name"]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     cfg = r.get("ConfigMap", f"{PREFIX}-gateway")["data"]
-    assert cfg["VOICEBOT_TRITON_URL"] == f"{PREFIX}-triton-predictor.{NAMESPACE}.svc:80"
+    assert cfg["VOICEBOT_TRITON_URL"] == f"dns:///{PREFIX}-triton-headless.{NAMESPACE}.svc:8001"
 
 
 def test_airgapped_never_references_a_hub(renders: dict[str, Render]) -> None:

@@ -130,8 +130,6 @@ checkov.io/skip2: CKV_K8S_35=The gateway reads its settings from VOICEBOT_* envi
 {{- define "voicebot.tritonUrl" -}}
 {{- if .Values.gateway.config.tritonUrl -}}
 {{- .Values.gateway.config.tritonUrl -}}
-{{- else if eq .Values.triton.mode "kserve" -}}
-{{- printf "%s-predictor.%s.svc:80" (include "voicebot.componentName" (dict "root" . "component" "triton")) .Release.Namespace -}}
 {{- else -}}
 {{- /* the headless Service: one DNS address per Triton pod, balanced by the gateway (dns:///) */ -}}
 {{- printf "dns:///%s-headless.%s.svc:8001" (include "voicebot.componentName" (dict "root" . "component" "triton") | trunc 54 | trimSuffix "-") .Release.Namespace -}}
