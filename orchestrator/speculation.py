@@ -8,9 +8,11 @@ question-free prefix with those passages (orchestrator/prompt.py puts the questi
 asks the model server to evaluate it (`ModelClients.prefill`: a one-token request; llama.cpp
 saves the prefix's key/value state, vLLM keeps it with automatic prefix caching).
 
-At the release, the final transcript is retrieved as always. If the passages it finds are all in
-the warmed prompt, the answer uses the warmed prompt's passages, in its order, so the prompt
-starts with the cached prefix and only the question's tokens are left to evaluate: a **hit**.
+At the release, the final transcript is retrieved as always. If the passages it ranks first
+(HIT_TOP of them) are in a warmed prompt, the answer uses that prompt's passages, in its order, so
+the prompt starts with the cached prefix and only the question's tokens are left to evaluate: a
+**hit**. The lower ranks may differ: the last words of a question ("…by default?") reshuffle them,
+while the passages that answer it were found by the partial that lacked them.
 Otherwise the turn takes the normal path with the final passages: a **miss**, counted, and the
 prefill was compute thrown away (`wasted_tokens`).
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 DEBOUNCE_S = 0.6  # least time between two speculations of one turn
 MAX_PER_TURN = 4  # most speculative retrievals (and so prefills) one turn may start
 MIN_TERMS = 2  # a partial transcript needs this many content words to be worth a search
+HIT_TOP = 2  # the final search's first passages a warmed prompt must hold to be used
 
 
 class Prefiller(Protocol):
@@ -137,7 +140,7 @@ class Speculator:
 
     def retriever(self) -> Retriever:
         """The Retriever for the final transcript: the real search, then the warmed passages when
-        they hold every passage it found."""
+        they hold the passages it ranks first."""
 
         async def final(question: str) -> list[Source]:
             said = frozenset(terms(question))
@@ -165,7 +168,7 @@ class Speculator:
         return final
 
     def _match(self, found: Sequence[Source]) -> _Warm | None:
-        wanted = {_key(s) for s in found}
+        wanted = {_key(s) for s in found[:HIT_TOP]}
         for warm in reversed(self._warm):  # the latest warmed prompt first
             if wanted <= {_key(s) for s in warm.sources}:
                 return warm

@@ -35,7 +35,9 @@ from tests.integration.conftest import (
 )
 
 FAULT_LOGS = LOG_DIR / "faults"
-LONG_QUESTION = "Describe every component of the architecture in detail, one by one."
+# Answered from the docs (not declined before the LLM), with a prompt long enough to be mid-way
+# through when a fault is injected at the `sources` event.
+LONG_QUESTION = "Which port does the gateway listen on, and how do I start the local stack with make up?"
 SHORT_QUESTION = "What does the gateway do?"
 RECOVERY_TIMEOUT_S = 90.0
 GATEWAY_ENV = {"VOICEBOT_TRITON_TIMEOUT_S": "20"}

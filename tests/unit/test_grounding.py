@@ -109,3 +109,23 @@ def test_an_answer_is_not_mistaken_for_a_decline() -> None:
 def test_citation_helpers() -> None:
     assert cited_numbers("One [1]. Two [2, 3].") == [1, 2, 3]
     assert strip_citations("Set it to true [1].") == "Set it to true."
+
+
+def test_a_sentence_merely_saying_does_not_is_no_decline() -> None:
+    assert not is_model_decline("A soft reset does not touch the index file or the working tree [1].")
+
+
+@pytest.mark.parametrize(
+    "copied",
+    [
+        "Architecture › Tests\n| tier | folder | runs against |",
+        "| lint, types | — | ruff, mypy |",
+        "## Options\nThe amend option replaces the tip.",
+    ],
+)
+def test_copied_tables_headings_and_passage_headers_are_not_spoken(copied: str) -> None:
+    evidence = Evidence(
+        "What does amend do and which tier runs ruff?",
+        [AMEND + " Architecture › Tests tier folder runs against lint types ruff mypy Options"],
+    )
+    assert not evidence.check(copied).keep
