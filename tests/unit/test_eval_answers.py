@@ -331,6 +331,13 @@ def test_the_question_file_is_what_the_eval_needs() -> None:
     assert {q.corpus for q in answerable} == set(corpora)
 
 
+def test_no_keyword_is_given_away_by_the_question() -> None:
+    """An answer that only repeats the question must not pass: no group may match the question."""
+    for q in load_questions():
+        if q.answerable:
+            assert missed_groups(q.question, q.keywords) == list(range(len(q.keywords))), q.id
+
+
 def test_questions_are_speakable() -> None:
     """Only what espeak-ng reads as a person would: words, digits, plain punctuation."""
     for q in load_questions():
