@@ -351,6 +351,7 @@ class QuestionRecord:
     needle: str | None
     needle_in_corpus: bool | None = None  # False: the chunker no longer keeps the needle whole
     retrieval_rank: int | None = None
+    retrieval_page_rank: int | None = None  # the first hit from the question's page, needle or not
     speech: dict[str, Any] | None = None
     text: PathResult | None = None
     voice: PathResult | None = None
@@ -373,6 +374,7 @@ def summarize(records: Sequence[QuestionRecord], path: str) -> dict[str, Any]:
     with_citation = [(r, p) for r, p in answered if p.cited]
     checked = [(r, p) for r, p in with_citation if p.citation_correct is not None]
     ranks = [r.retrieval_rank for r in records if r.answerable and r.needle_in_corpus is not False]
+    page_ranks = [r.retrieval_page_rank for r in records if r.answerable]
     in_sources = [p.sources_hold_needle for _, p in answerable if p.sources_hold_needle is not None]
     figures: dict[str, Any] = {
         "questions": len(results),
@@ -389,6 +391,9 @@ def summarize(records: Sequence[QuestionRecord], path: str) -> dict[str, Any]:
         "citations_checked": len(checked),
         "retrieval_hit@1": _ratio(sum(1 for k in ranks if k == 1), len(ranks)),
         "retrieval_hit@5": _ratio(sum(1 for k in ranks if k is not None and k <= HIT_DEPTH), len(ranks)),
+        "retrieval_page_hit@5": _ratio(
+            sum(1 for k in page_ranks if k is not None and k <= HIT_DEPTH), len(page_ranks)
+        ),
         "sources_hold_needle": _ratio(sum(1 for v in in_sources if v), len(in_sources)),
         "errors": sum(1 for _, p in results if p.error),
         "chat_ms_p50": _p([p.chat_ms for _, p in results if p.chat_ms is not None], 50),
@@ -441,6 +446,7 @@ def table(figures: Mapping[str, Any]) -> str:
         ("cite ok", "citation_correctness", 8),
         ("hit@1", "retrieval_hit@1", 6),
         ("hit@5", "retrieval_hit@5", 6),
+        ("page@5", "retrieval_page_hit@5", 7),
         ("in src", "sources_hold_needle", 7),
         ("WER", "wer", 6),
         ("ttfa50", "ttfa_ms_p50", 7),
@@ -858,6 +864,9 @@ async def run(
                     for t in texts
                 )
                 hits = await search(conn, embedder, q.question, collection=COLLECTION, k=HIT_DEPTH)
+                r.retrieval_page_rank = next(
+                    (i for i, h in enumerate(hits, 1) if _on_page(h.source, q.page)), None
+                )
                 r.retrieval_rank = next(
                     (
                         i

@@ -244,6 +244,9 @@ def test_summarize_counts_each_figure_over_its_own_questions() -> None:
     records[1].retrieval_rank = 3
     records[2].retrieval_rank = None
     records[3].retrieval_rank = 1
+    records[2].retrieval_page_rank = 2  # the page came back, not the passage with the needle
+    for r in (records[0], records[1], records[3]):
+        r.retrieval_page_rank = 1
     records[0].text = PathResult(
         answer="a [1]", verdict="right", cited=[1], citation_correct=True, chat_ms=100
     )
@@ -263,6 +266,7 @@ def test_summarize_counts_each_figure_over_its_own_questions() -> None:
     assert f["citation_correctness"] == 0.5
     assert f["retrieval_hit@1"] == 0.5
     assert f["retrieval_hit@5"] == 0.75
+    assert f["retrieval_page_hit@5"] == 1.0
     assert f["chat_ms_p50"] == 150.0
     assert "wer" not in f
 
