@@ -425,11 +425,12 @@ def all_figures(records: Sequence[QuestionRecord], paths: Sequence[str]) -> dict
     return out
 
 
-def _cell(value: Any, width: int) -> str:
+def _cell(value: Any, width: int, key: str) -> str:
+    """Milliseconds as whole numbers, every other figure (ratios, WER, which may pass 1) with two decimals."""
     if value is None:
         text = "-"
     elif isinstance(value, float):
-        text = f"{value:.2f}" if value <= 1.0 else f"{value:.0f}"
+        text = f"{value:.0f}" if "_ms_" in key else f"{value:.2f}"
     else:
         text = str(value)
     return text.rjust(width)
@@ -461,7 +462,7 @@ def table(figures: Mapping[str, Any]) -> str:
             for corpus, f in by_corpus.items():
                 if not f["questions"]:
                     continue
-                cells = "".join(_cell(f.get(key), w) for _, key, w in columns)
+                cells = "".join(_cell(f.get(key), w, key) for _, key, w in columns)
                 lines.append(f"{path:<6}{split:<8}{corpus:<8}{cells}")
     return "\n".join(lines)
 

@@ -292,6 +292,13 @@ def test_figures_by_path_split_and_corpus_and_the_table() -> None:
     assert figures["text"]["all"]["all"]["questions"] == 3
     printed = table(figures)
     assert re.search(r"^text\s+heldout\s+git\s+1\s+1\.00", printed, re.MULTILINE)
+    voice = [_record(1)]
+    voice[0].voice = PathResult(
+        verdict="wrong", transcript="completely different words here and more of them now too", ttfa_ms=1234.5
+    )
+    row = table(all_figures(voice, ["voice"])).splitlines()[2]
+    assert "1.43" in row  # 7 substitutions and 3 insertions over 7 words: a WER over 1 keeps its decimals
+    assert " 1234 " in row or " 1235 " in row  # milliseconds as whole numbers
 
 
 def test_a_question_without_a_path_result_is_left_out_of_that_path() -> None:
