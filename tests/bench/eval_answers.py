@@ -984,6 +984,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     load_start = os.getloadavg()
+    commit = _git_commit()  # now: the tree may change while a long run goes on
     with eval_stack(docs, args.keep_stack, profile.name) as stack:
         _say(f"    {stack.chunks} chunks of {', '.join(chosen_corpora)} in the store")
         records, chunks = asyncio.run(run(stack, questions, paths, chosen_corpora, args.text_api))
@@ -996,7 +997,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "note": args.note,
-        "git": _git_commit(),
+        "git": commit,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
