@@ -351,6 +351,7 @@ class QuestionRecord:
     needle: str | None
     needle_in_corpus: bool | None = None  # False: the chunker no longer keeps the needle whole
     retrieval_rank: int | None = None
+    retrieval_page_rank: int | None = None  # the first hit from the question's page, needle or not
     speech: dict[str, Any] | None = None
     text: PathResult | None = None
     voice: PathResult | None = None
@@ -373,6 +374,7 @@ def summarize(records: Sequence[QuestionRecord], path: str) -> dict[str, Any]:
     with_citation = [(r, p) for r, p in answered if p.cited]
     checked = [(r, p) for r, p in with_citation if p.citation_correct is not None]
     ranks = [r.retrieval_rank for r in records if r.answerable and r.needle_in_corpus is not False]
+    page_ranks = [r.retrieval_page_rank for r in records if r.answerable]
     in_sources = [p.sources_hold_needle for _, p in answerable if p.sources_hold_needle is not None]
     figures: dict[str, Any] = {
         "questions": len(results),
@@ -389,6 +391,9 @@ def summarize(records: Sequence[QuestionRecord], path: str) -> dict[str, Any]:
         "citations_checked": len(checked),
         "retrieval_hit@1": _ratio(sum(1 for k in ranks if k == 1), len(ranks)),
         "retrieval_hit@5": _ratio(sum(1 for k in ranks if k is not None and k <= HIT_DEPTH), len(ranks)),
+        "retrieval_page_hit@5": _ratio(
+            sum(1 for k in page_ranks if k is not None and k <= HIT_DEPTH), len(page_ranks)
+        ),
         "sources_hold_needle": _ratio(sum(1 for v in in_sources if v), len(in_sources)),
         "errors": sum(1 for _, p in results if p.error),
         "chat_ms_p50": _p([p.chat_ms for _, p in results if p.chat_ms is not None], 50),
@@ -420,11 +425,12 @@ def all_figures(records: Sequence[QuestionRecord], paths: Sequence[str]) -> dict
     return out
 
 
-def _cell(value: Any, width: int) -> str:
+def _cell(value: Any, width: int, key: str) -> str:
+    """Milliseconds as whole numbers, every other figure (ratios, WER, which may pass 1) with two decimals."""
     if value is None:
         text = "-"
     elif isinstance(value, float):
-        text = f"{value:.2f}" if value <= 1.0 else f"{value:.0f}"
+        text = f"{value:.0f}" if "_ms_" in key else f"{value:.2f}"
     else:
         text = str(value)
     return text.rjust(width)
@@ -441,6 +447,7 @@ def table(figures: Mapping[str, Any]) -> str:
         ("cite ok", "citation_correctness", 8),
         ("hit@1", "retrieval_hit@1", 6),
         ("hit@5", "retrieval_hit@5", 6),
+        ("page@5", "retrieval_page_hit@5", 7),
         ("in src", "sources_hold_needle", 7),
         ("WER", "wer", 6),
         ("ttfa50", "ttfa_ms_p50", 7),
@@ -455,7 +462,7 @@ def table(figures: Mapping[str, Any]) -> str:
             for corpus, f in by_corpus.items():
                 if not f["questions"]:
                     continue
-                cells = "".join(_cell(f.get(key), w) for _, key, w in columns)
+                cells = "".join(_cell(f.get(key), w, key) for _, key, w in columns)
                 lines.append(f"{path:<6}{split:<8}{corpus:<8}{cells}")
     return "\n".join(lines)
 
@@ -858,6 +865,9 @@ async def run(
                     for t in texts
                 )
                 hits = await search(conn, embedder, q.question, collection=COLLECTION, k=HIT_DEPTH)
+                r.retrieval_page_rank = next(
+                    (i for i, h in enumerate(hits, 1) if _on_page(h.source, q.page)), None
+                )
                 r.retrieval_rank = next(
                     (
                         i
@@ -974,6 +984,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     load_start = os.getloadavg()
+    commit = _git_commit()  # now: the tree may change while a long run goes on
     with eval_stack(docs, args.keep_stack, profile.name) as stack:
         _say(f"    {stack.chunks} chunks of {', '.join(chosen_corpora)} in the store")
         records, chunks = asyncio.run(run(stack, questions, paths, chosen_corpora, args.text_api))
@@ -986,7 +997,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "note": args.note,
-        "git": _git_commit(),
+        "git": commit,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

@@ -244,6 +244,9 @@ def test_summarize_counts_each_figure_over_its_own_questions() -> None:
     records[1].retrieval_rank = 3
     records[2].retrieval_rank = None
     records[3].retrieval_rank = 1
+    records[2].retrieval_page_rank = 2  # the page came back, not the passage with the needle
+    for r in (records[0], records[1], records[3]):
+        r.retrieval_page_rank = 1
     records[0].text = PathResult(
         answer="a [1]", verdict="right", cited=[1], citation_correct=True, chat_ms=100
     )
@@ -263,6 +266,7 @@ def test_summarize_counts_each_figure_over_its_own_questions() -> None:
     assert f["citation_correctness"] == 0.5
     assert f["retrieval_hit@1"] == 0.5
     assert f["retrieval_hit@5"] == 0.75
+    assert f["retrieval_page_hit@5"] == 1.0
     assert f["chat_ms_p50"] == 150.0
     assert "wer" not in f
 
@@ -288,6 +292,13 @@ def test_figures_by_path_split_and_corpus_and_the_table() -> None:
     assert figures["text"]["all"]["all"]["questions"] == 3
     printed = table(figures)
     assert re.search(r"^text\s+heldout\s+git\s+1\s+1\.00", printed, re.MULTILINE)
+    voice = [_record(1)]
+    voice[0].voice = PathResult(
+        verdict="wrong", transcript="completely different words here and more of them now too", ttfa_ms=1234.5
+    )
+    row = table(all_figures(voice, ["voice"])).splitlines()[2]
+    assert "1.43" in row  # 7 substitutions and 3 insertions over 7 words: a WER over 1 keeps its decimals
+    assert " 1234 " in row or " 1235 " in row  # milliseconds as whole numbers
 
 
 def test_a_question_without_a_path_result_is_left_out_of_that_path() -> None:
@@ -329,6 +340,13 @@ def test_the_question_file_is_what_the_eval_needs() -> None:
     # Many pages, both corpora.
     assert len({q.page for q in answerable}) >= 40
     assert {q.corpus for q in answerable} == set(corpora)
+
+
+def test_no_keyword_is_given_away_by_the_question() -> None:
+    """An answer that only repeats the question must not pass: no group may match the question."""
+    for q in load_questions():
+        if q.answerable:
+            assert missed_groups(q.question, q.keywords) == list(range(len(q.keywords))), q.id
 
 
 def test_questions_are_speakable() -> None:
