@@ -352,7 +352,8 @@ _MODEL_DECLINES = re.compile(
     re.IGNORECASE,
 )
 _ABOUT_THE_SOURCES = re.compile(
-    r"\b(passages?|documents?|documentation|context|information|provided|given text|sources?)\b", re.IGNORECASE
+    r"\b(passages?|documents?|documentation|context|information|provided|given text|sources?)\b",
+    re.IGNORECASE,
 )
 # Not prose to speak: a table row, a heading, or the "title › section" line the prompt puts above
 # each passage, which small models copy.
