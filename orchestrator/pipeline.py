@@ -21,7 +21,7 @@ from orchestrator.errors import VoicebotError
 from orchestrator.inference import AudioChunk
 from orchestrator.metrics import Metrics
 from orchestrator.prompt import Exchange, Passage, PromptFormat, build_messages, render, stop_strings
-from orchestrator.protocol import AudioHeader, error_event, event
+from orchestrator.protocol import AudioHeader, error_event, event, public_source
 from orchestrator.sentences import SentenceSplitter, speakable
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ def sources_from_hits(hits: Sequence[Any]) -> list[Source]:
         Source(
             n=i,
             title=hit.title,
-            source=hit.source,
+            source=public_source(hit.source),  # never the server's paths
             heading_path=list(hit.heading_path),
             snippet=hit.text[:SNIPPET_CHARS].strip(),
             text=hit.text,
