@@ -37,7 +37,7 @@ from orchestrator.prompt import (
     build_prompt,
     stop_strings,
 )
-from orchestrator.protocol import AudioHeader, error_event, event
+from orchestrator.protocol import AudioHeader, error_event, event, public_source
 from orchestrator.sentences import SentenceSplitter, speakable
 
 log = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ def sources_from_hits(hits: Sequence[Any]) -> list[Source]:
         Source(
             n=i,
             title=hit.title,
-            source=hit.source,
+            source=public_source(hit.source),  # never the server's paths
             heading_path=list(hit.heading_path),
             snippet=hit.text[:SNIPPET_CHARS].strip(),
             text=hit.text,

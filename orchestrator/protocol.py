@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -150,6 +151,16 @@ def validate_audio_frame(frame: bytes) -> None:
 
 
 # ---- server → client -------------------------------------------------------------------
+
+
+def public_source(source: str) -> str:
+    """A document's stored source as clients see it (citations, the documents API): uploads as
+    stored (`upload://<collection>/<name>`), a file ingested from the server's disk by its name
+    alone (`file:///srv/docs/guide.md` → `guide.md`), so neither maps the server's folders."""
+    if source.startswith("file:"):
+        name = unquote(urlsplit(source).path.rstrip("/").rsplit("/", 1)[-1])
+        return name or "document"
+    return source
 
 
 def event(type_: str, **fields: Any) -> str:

@@ -34,6 +34,7 @@ from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.responses import error_responses
 from orchestrator.api.uploads import LimitedUploadRoute, sanitize_filename, upload_source
 from orchestrator.errors import ModelUnavailable, NotFound, StoreUnavailable
+from orchestrator.protocol import public_source
 from orchestrator.state import AppState
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Document(BaseModel):
     id: int
     title: str
     source: str = Field(
-        description="Where it came from: `file://…` (ingested from disk) or `upload://<collection>/<name>`."
+        description="Where it came from: `upload://<collection>/<name>`, or the file's name (ingested from disk)."
     )
     collection: str
     format: str = Field(description="`md`, `txt`, `html` or `pdf`.")
@@ -112,7 +113,7 @@ def _document(info: store.DocumentInfo) -> Document:
     return Document(
         id=info.id,
         title=info.title,
-        source=info.source,
+        source=public_source(info.source),  # never the server's paths
         collection=info.collection,
         format=info.format,
         chunks=info.chunk_count,

@@ -147,7 +147,9 @@ def secured_gateway(
     ingested: str, postgres: EmbeddedPostgres, triton: TritonServer
 ) -> Iterator[SecuredGateway]:
     """The gateway outside dev mode: stored keys or the bootstrap key required, small limits
-    (2 voice sessions per key, 10 s of audio per turn), short answers."""
+    (2 voice sessions per key, 10 s of audio per turn), short answers. Failed authentications are
+    not limited here (every test runs from 127.0.0.1 and many fail on purpose); that limit has
+    its own gateway in tests/integration/test_security.py."""
     with running_gateway(
         postgres,
         triton,
@@ -158,5 +160,6 @@ def secured_gateway(
         VOICEBOT_MAX_SESSIONS_PER_KEY="2",
         VOICEBOT_MAX_TURN_AUDIO_S="10",
         VOICEBOT_LLM_MAX_TOKENS="40",
+        VOICEBOT_AUTH_FAILURES_PER_MINUTE="100000",
     ) as (url, proc):
         yield SecuredGateway(url, proc, ingested)

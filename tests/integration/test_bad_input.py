@@ -461,3 +461,218 @@ def test_too_many_concurrent_sessions_close_with_4429(secured_gateway: SecuredGa
     assert code == 4429
     assert [(e["code"], e["fatal"]) for e in events] == [("rate_limited", True)]
     assert "2 open voice sessions" in str(events[0]["message"])
+
+
+# ---- issue 16: more bad input, each refused with its stable code, nothing stored -----------
+
+FAR_FUTURE = 4102444800
+
+
+@pytest.mark.parametrize(
+    "raw", ["[" * 10_000, '{"type": "text", "text": "hi", "x": ' + "[" * 8000 + "]" * 8000 + "}"]
+)
+def test_deeply_nested_json_frames_are_bad_requests(
+    secured_gateway: SecuredGateway, key: str, raw: str
+) -> None:
+    # was an unhandled RecursionError in the receive loop
+    async def scenario() -> None:
+        async with voice(secured_gateway, key) as v:
+            await v.start()
+            await v.send(raw[:MAX_TEXT_FRAME_BYTES])
+            assert (await v.error("bad_request"))["message"]
+            await v.ask()
+
+    asyncio.run(scenario())
+
+
+def _token_of(secured_gateway: SecuredGateway, key: str) -> dict[str, object]:
+    claims: dict[str, object] = jwt.decode(
+        secured_gateway.token(key), AUTH_SECRET, algorithms=["HS256"], audience=TOKEN_AUDIENCE
+    )
+    return claims
+
+
+@pytest.mark.parametrize(
+    ("drop", "change"),
+    [
+        ("exp", {}),  # a token good forever
+        ("aud", {}),
+        ("sub", {}),
+        ("sid", {}),
+        (None, {"sid": 7}),
+        (None, {"sub": ["key:1"]}),
+        (None, {"nbf": FAR_FUTURE}),  # not yet valid
+    ],
+    ids=["no-exp", "no-aud", "no-sub", "no-sid", "sid-not-a-string", "sub-not-a-string", "not-yet-valid"],
+)
+def test_a_signed_token_without_its_required_claims_closes_with_4401(
+    secured_gateway: SecuredGateway, key: str, drop: str | None, change: dict[str, object]
+) -> None:
+    claims = {**_token_of(secured_gateway, key), **change}
+    if drop:
+        del claims[drop]
+    code, reason, events = _refused(secured_gateway, jwt.encode(claims, AUTH_SECRET))
+    assert code == 4401
+    assert [(e["code"], e["fatal"]) for e in events] == [("unauthorized", True)]
+    assert "not valid" in reason
+
+
+def test_an_unsigned_token_closes_with_4401(secured_gateway: SecuredGateway, key: str) -> None:
+    claims = _token_of(secured_gateway, key)
+    unsigned = jwt.encode(claims, None, algorithm="none")  # type: ignore[arg-type]
+    code, _, events = _refused(secured_gateway, unsigned)
+    assert code == 4401
+    assert [e["code"] for e in events] == ["unauthorized"]
+
+
+def test_a_bad_token_in_the_subprotocol_header_closes_with_4401(secured_gateway: SecuredGateway) -> None:
+    async def scenario() -> tuple[int | None, str, list[dict[str, object]], str | None]:
+        async with voice(secured_gateway, token="forged", in_header=True) as v:
+            protocol = v.ws.subprotocol
+            return (*await v.closed(), protocol)
+
+    code, _, events, protocol = asyncio.run(scenario())
+    assert protocol == "voicebot.v1"  # accepted, so that a browser hears why
+    assert code == 4401
+    assert [(e["code"], e["fatal"]) for e in events] == [("unauthorized", True)]
+
+
+def test_a_socket_from_another_sites_page_closes_with_4403(secured_gateway: SecuredGateway, key: str) -> None:
+    async def scenario() -> tuple[int | None, str, list[dict[str, object]]]:
+        async with voice(secured_gateway, key, origin="https://evil.example") as v:
+            return await v.closed()
+
+    code, _, events = asyncio.run(scenario())
+    assert code == 4403
+    assert [(e["code"], e["fatal"]) for e in events] == [("unauthorized", True)]
+
+
+def test_a_key_revoked_during_a_conversation_closes_it_at_the_next_turn(
+    secured_gateway: SecuredGateway, key: str
+) -> None:
+    async def scenario() -> tuple[int | None, str, list[dict[str, object]]]:
+        async with voice(secured_gateway, key, in_header=True) as v:
+            await v.start()
+            await v.ask()  # answered and stored while the key is good
+            await asyncio.to_thread(secured_gateway.revoke, key)
+            await asyncio.sleep(REVOCATION_WAIT_S - 4)  # past the gateway's key cache (5 s)
+            await v.send({"type": "text", "text": "What does the gateway do?", "speak": False})
+            return await v.closed()
+
+    code, reason, events = asyncio.run(scenario())
+    assert code == 4401
+    assert reason == "the API key has been revoked"
+    assert [(e["type"], e["code"], e["fatal"]) for e in events] == [("error", "unauthorized", True)]
+    # no turn.started: the question after the revocation was never taken (and not stored: the fixture)
+
+
+def test_a_token_that_expires_during_a_conversation_closes_it_at_the_next_turn(
+    secured_gateway: SecuredGateway, key: str
+) -> None:
+    claims = {**_token_of(secured_gateway, key), "exp": int(time.time()) + 3}
+    token = jwt.encode(claims, AUTH_SECRET)
+
+    async def scenario() -> tuple[int | None, str, list[dict[str, object]]]:
+        async with voice(secured_gateway, token=token) as v:
+            await v.start()
+            await asyncio.sleep(4)
+            await v.send({"type": "turn.start"})
+            return await v.closed()
+
+    code, reason, events = asyncio.run(scenario())
+    assert code == 4401
+    assert "expired" in reason
+    assert [(e["code"], e["fatal"]) for e in events] == [("unauthorized", True)]
+
+
+def _history(size_bytes: int) -> list[dict[str, str]]:
+    pair = [{"role": "user", "content": "q" * 1000}, {"role": "assistant", "content": "a" * 1000}]
+    return pair * (size_bytes // 2000 + 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # An 8 MB history went to Triton and came back as a 502 `internal`.
+        ("/v1/chat/completions", {"messages": [*_history(8 << 20), {"role": "user", "content": "hi"}]}),
+        ("/v1/chat", {"message": "hi", "padding": "x" * (1 << 20)}),
+        ("/v1/sessions", {"session_id": "x" * (1 << 20)}),
+        ("/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": "x" * (1 << 20)}),
+    ],
+    ids=["completions-8MB-history", "chat-1MB", "sessions-1MB", "speech-1MB"],
+)
+def test_json_bodies_over_the_limit_are_413_before_any_model_call(
+    secured_gateway: SecuredGateway, key: str, path: str, body: dict[str, object]
+) -> None:
+    response = httpx.post(
+        f"{secured_gateway.url}{path}", headers={"Authorization": f"Bearer {key}"}, json=body, timeout=60
+    )
+    assert _http_error(response, 413) == "too_large"
+    assert "limit" in response.json()["error"]["message"]
+
+
+def test_a_chunked_json_body_over_the_limit_is_413(secured_gateway: SecuredGateway, key: str) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while the body streams
+        yield b'{"messages": ['
+        for _ in range(4096):
+            yield b'{"role": "user", "content": "' + b"q" * 2000 + b'"},'
+        yield b'{"role": "user", "content": "hi"}]}'
+
+    response = httpx.post(
+        f"{secured_gateway.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        content=chunks(),
+        timeout=60,
+    )
+    assert _http_error(response, 413) == "too_large"
+
+
+def test_a_cross_site_upload_with_a_good_key_is_forbidden(secured_gateway: SecuredGateway, key: str) -> None:
+    response = httpx.post(
+        f"{secured_gateway.url}/v1/documents",
+        headers={"Authorization": f"Bearer {key}", "Origin": "https://evil.example"},
+        files={
+            "files": ("planted.md", b"# Planted\n\nThe gateway is run by evil.example.\n", "text/markdown")
+        },
+        timeout=60,
+    )
+    assert _http_error(response, 403) == "forbidden"  # and the fixture: no document stored
+
+
+@pytest.mark.parametrize("session_id", ["0" * 32, SQL_ISH, "x" * 65], ids=["unknown", "sql-ish", "too-long"])
+def test_deleting_a_session_that_is_not_yours_is_404_and_deletes_nothing(
+    secured_gateway: SecuredGateway, key: str, session_id: str
+) -> None:
+    if session_id == "0" * 32:  # someone else's real session
+        other_key = secured_gateway.new_key("other")
+
+        async def other() -> str:
+            async with voice(secured_gateway, other_key) as v:
+                await v.start()
+                await v.ask()
+                return v.session_id
+
+        session_id = asyncio.run(other())
+    before = secured_gateway.query("SELECT count(*) FROM turns")[0][0]
+    response = httpx.delete(
+        f"{secured_gateway.url}/v1/sessions/{quote(session_id, safe='')}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert _http_error(response, 404) == "not_found"
+    assert secured_gateway.query("SELECT count(*) FROM turns")[0][0] == before
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/docs", "/redoc", "/openapi.json"])
+def test_outside_dev_mode_metrics_and_docs_are_not_public(secured_gateway: SecuredGateway, path: str) -> None:
+    response = httpx.get(f"{secured_gateway.url}{path}", timeout=30)
+    if path == "/metrics":
+        assert _http_error(response, 401) == "unauthorized"
+        keyed = httpx.get(
+            f"{secured_gateway.url}{path}", headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}"}, timeout=30
+        )
+        assert "voicebot_open_sessions" in keyed.text
+    else:
+        assert response.status_code == 404
+        assert "swagger" not in response.text.lower()
+        assert "openapi" not in response.text.lower()

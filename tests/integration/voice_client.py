@@ -174,11 +174,25 @@ class Voice:
 
 @asynccontextmanager
 async def voice(
-    gateway: SecuredGateway, key: str | None = None, *, token: str | None = None
+    gateway: SecuredGateway,
+    key: str | None = None,
+    *,
+    token: str | None = None,
+    in_header: bool = False,
+    origin: str | None = None,
 ) -> AsyncIterator[Voice]:
-    """A WebSocket with a fresh token of `key` (or the given `token`)."""
+    """A WebSocket with a fresh token of `key` (or the given `token`), in the URL (`?token=`, as
+    older clients do) or with `in_header` in the Sec-WebSocket-Protocol header (as the UI does)."""
     if token is None:
         assert key is not None
         token = gateway.token(key)
-    async with websockets.connect(f"{gateway.ws_url}?token={token}", max_size=None) as ws:
+    url, subprotocols = f"{gateway.ws_url}?token={token}", None
+    if in_header:
+        url, subprotocols = gateway.ws_url, ["voicebot.v1", f"voicebot.token.{token}"]
+    async with websockets.connect(
+        url,
+        max_size=None,
+        subprotocols=subprotocols,  # type: ignore[arg-type]  # plain strings are valid subprotocols
+        origin=origin,  # type: ignore[arg-type]
+    ) as ws:
         yield Voice(gateway, ws)

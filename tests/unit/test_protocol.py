@@ -15,6 +15,7 @@ from orchestrator.protocol import (
     TurnStart,
     error_event,
     parse_client_message,
+    public_source,
     validate_audio_frame,
 )
 
@@ -82,3 +83,16 @@ def test_error_event_shape() -> None:
         "turn": 2,
         "fatal": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("file:///srv/voicebot/docs/architecture.md", "architecture.md"),
+        ("file:///home/dev/My%20Notes/plan%20b.md", "plan b.md"),
+        ("upload://default/runbook.md", "upload://default/runbook.md"),
+        ("file:///", "document"),
+    ],
+)
+def test_sources_never_show_server_paths(stored: str, shown: str) -> None:
+    assert public_source(stored) == shown

@@ -50,7 +50,7 @@ export interface VoiceClientOptions {
   onConnection: (info: ConnectionInfo) => void;
   // seams for tests
   fetch?: typeof fetch;
-  createSocket?: (url: string) => SocketLike;
+  createSocket?: (url: string, protocols: string[]) => SocketLike;
   random?: () => number;
   setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (handle: unknown) => void;
@@ -73,11 +73,16 @@ export function backoffDelay(attempt: number, random: () => number = Math.random
 }
 
 /** The WebSocket URL of the voice endpoint for a gateway base ("" = this page's origin). */
-export function voiceSocketUrl(base: string, token: string, location: { protocol: string; host: string }): string {
+export function voiceSocketUrl(base: string, location: { protocol: string; host: string }): string {
   const url = base ? new URL("/v1/voice", base) : new URL("/v1/voice", `${location.protocol}//${location.host}`);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  url.searchParams.set("token", token);
   return url.toString();
+}
+
+/** The session token travels in the Sec-WebSocket-Protocol header, beside the protocol's name,
+ * never in the URL (which proxies and access logs record); docs/protocol.md. */
+export function voiceSocketProtocols(token: string): string[] {
+  return ["voicebot.v1", `voicebot.token.${token}`];
 }
 
 export class VoiceClient {
@@ -153,8 +158,9 @@ export class VoiceClient {
     if (generation !== this.generation || this.stopped) return;
 
     const location = this.options.location ?? window.location;
-    const socket = (this.options.createSocket ?? ((url: string) => new WebSocket(url)))(
-      voiceSocketUrl(this.options.baseUrl, token, location),
+    const socket = (this.options.createSocket ?? ((url: string, protocols: string[]) => new WebSocket(url, protocols)))(
+      voiceSocketUrl(this.options.baseUrl, location),
+      voiceSocketProtocols(token),
     );
     socket.binaryType = "arraybuffer";
     this.socket = socket;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import { encodeAudioFrame, type ServerEvent } from "@/lib/protocol";
-import { backoffDelay, VoiceClient, voiceSocketUrl, type ConnectionInfo, type SocketLike } from "@/lib/voice-client";
+import { backoffDelay, VoiceClient, voiceSocketProtocols, voiceSocketUrl, type ConnectionInfo, type SocketLike } from "@/lib/voice-client";
 
 class FakeSocket implements SocketLike {
   binaryType: BinaryType = "blob";
@@ -11,7 +11,10 @@ class FakeSocket implements SocketLike {
   onmessage: ((ev: MessageEvent) => void) | null = null;
   onclose: ((ev: CloseEvent) => void) | null = null;
   onerror: ((ev: Event) => void) | null = null;
-  constructor(readonly url: string) {}
+  constructor(
+    readonly url: string,
+    readonly protocols: string[] = [],
+  ) {}
   send(data: string | ArrayBufferLike | ArrayBufferView) {
     this.sent.push(data as string | ArrayBuffer);
   }
@@ -55,8 +58,8 @@ function harness(fetchResult: () => Promise<Response>, sessionId: string | null 
       requests.push({ url, init });
       return fetchResult();
     }) as typeof fetch,
-    createSocket: (url) => {
-      const s = new FakeSocket(url);
+    createSocket: (url, protocols) => {
+      const s = new FakeSocket(url, protocols);
       sockets.push(s);
       return s;
     },
@@ -91,9 +94,12 @@ describe("backoffDelay", () => {
 });
 
 describe("voiceSocketUrl", () => {
-  it("uses the page's origin and ws/wss", () => {
-    expect(voiceSocketUrl("", "a b", { protocol: "http:", host: "127.0.0.1:8080" })).toBe("ws://127.0.0.1:8080/v1/voice?token=a+b");
-    expect(voiceSocketUrl("https://vb.example.com", "x", { protocol: "http:", host: "ignored" })).toBe("wss://vb.example.com/v1/voice?token=x");
+  it("uses the page's origin and ws/wss, and never carries the token", () => {
+    expect(voiceSocketUrl("", { protocol: "http:", host: "127.0.0.1:8080" })).toBe("ws://127.0.0.1:8080/v1/voice");
+    expect(voiceSocketUrl("https://vb.example.com", { protocol: "http:", host: "ignored" })).toBe("wss://vb.example.com/v1/voice");
+  });
+  it("puts the token in the subprotocol header, beside the protocol's name", () => {
+    expect(voiceSocketProtocols("eyJ.x.y")).toEqual(["voicebot.v1", "voicebot.token.eyJ.x.y"]);
   });
 });
 
@@ -105,7 +111,8 @@ describe("VoiceClient", () => {
     expect(h.requests[0].url).toBe("/v1/sessions");
     expect(h.requests[0].init?.method).toBe("POST");
     expect(h.requests[0].init?.headers).toEqual({}); // dev mode: no Authorization header
-    expect(h.sockets[0].url).toBe("ws://127.0.0.1:8080/v1/voice?token=t0k");
+    expect(h.sockets[0].url).toBe("ws://127.0.0.1:8080/v1/voice");
+    expect(h.sockets[0].protocols).toEqual(["voicebot.v1", "voicebot.token.t0k"]);
     expect(h.sockets[0].binaryType).toBe("arraybuffer");
     h.sockets[0].open();
     expect(h.sockets[0].messages()).toEqual([{ type: "session.start", language: "en" }]);
