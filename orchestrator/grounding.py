@@ -273,6 +273,7 @@ class Verdict:
     citations: tuple[int, ...] = ()
     reason: DeclineReason | None = None  # why it was not kept, when it is the first sentence
     repeated: bool = False
+    skip: bool = False  # nothing to say (a copied header or table): go on to the next sentence
 
 
 class Evidence:
@@ -307,6 +308,9 @@ class Evidence:
 
     def check(self, sentence: str) -> Verdict:
         """Keep, cite or refuse one sentence of the answer."""
+        sentence = without_copied_markup(sentence)
+        if not terms(sentence):
+            return Verdict(keep=False, text="", skip=True)
         words = set(terms(sentence))
         if (
             words
@@ -315,7 +319,7 @@ class Evidence:
         ):
             return Verdict(keep=False, text="", repeated=True)
         grounded = support(words, self.vocabulary | self.question_terms)
-        if grounded < MIN_SENTENCE_SUPPORT or not prose(sentence):
+        if grounded < MIN_SENTENCE_SUPPORT:
             return Verdict(keep=False, text="", reason=DeclineReason.UNSUPPORTED)
         self._said.append(words)
         cited = [
@@ -355,9 +359,12 @@ _ABOUT_THE_SOURCES = re.compile(
     r"\b(passages?|documents?|documentation|context|information|provided|given text|sources?)\b",
     re.IGNORECASE,
 )
-# Not prose to speak: a table row, a heading, or the "title › section" line the prompt puts above
-# each passage, which small models copy.
-_NOT_PROSE = re.compile(r"(\|[^|\n]*\|)|(^|\n)\s*#{1,6}\s|›")
+# Not prose to speak, which small models copy from the prompt: the "[n] title › section" line above
+# each passage, table rows and rules, markdown headings.
+_HEADER_LINE = re.compile(r"^\s*(\[\d+\]\s*)?[^\n]*›[^\n]*$", re.MULTILINE)
+_TABLE_LINE = re.compile(r"^\s*\|.*\|\s*$|^\s*\|?\s*:?-{3,}.*$", re.MULTILINE)
+_HEADING_LINE = re.compile(r"^\s*#{1,6}\s+[^\n]*$", re.MULTILINE)
+_PASSAGE_MARK = re.compile(r"^\s*\[\d+\]\s+", re.MULTILINE)
 
 
 def is_model_decline(sentence: str) -> bool:
@@ -365,6 +372,10 @@ def is_model_decline(sentence: str) -> bool:
     return bool(_MODEL_DECLINES.search(sentence)) and bool(_ABOUT_THE_SOURCES.search(sentence))
 
 
-def prose(sentence: str) -> bool:
-    """A sentence a person would say: not a copied table row, heading or passage header."""
-    return not _NOT_PROSE.search(sentence)
+def without_copied_markup(sentence: str) -> str:
+    """`sentence` less what is not prose: copied passage headers, table rows, headings."""
+    text = _HEADER_LINE.sub("", sentence)
+    text = _TABLE_LINE.sub("", text)
+    text = _HEADING_LINE.sub("", text)
+    text = _PASSAGE_MARK.sub("", text)
+    return re.sub(r"\s*\n\s*", " ", text).strip()

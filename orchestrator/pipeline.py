@@ -265,6 +265,8 @@ async def answer(
             await decline(DeclineReason.MODEL_DECLINED)
             return False
         verdict = evidence.check(sentence)
+        if verdict.skip:
+            return True
         if not verdict.keep:
             if not kept:
                 await decline(verdict.reason or DeclineReason.UNSUPPORTED)

@@ -116,16 +116,20 @@ def test_a_sentence_merely_saying_does_not_is_no_decline() -> None:
 
 
 @pytest.mark.parametrize(
-    "copied",
-    [
-        "Architecture › Tests\n| tier | folder | runs against |",
-        "| lint, types | — | ruff, mypy |",
-        "## Options\nThe amend option replaces the tip.",
-    ],
+    "copied", ["Architecture › Tests\n| tier | folder | runs against |", "| lint, types | — | ruff, mypy |"]
 )
-def test_copied_tables_headings_and_passage_headers_are_not_spoken(copied: str) -> None:
+def test_copied_tables_and_passage_headers_are_skipped(copied: str) -> None:
     evidence = Evidence(
-        "What does amend do and which tier runs ruff?",
-        [AMEND + " Architecture › Tests tier folder runs against lint types ruff mypy Options"],
+        "Which tier runs ruff?", ["Architecture › Tests tier folder runs against lint types ruff mypy"]
     )
-    assert not evidence.check(copied).keep
+    verdict = evidence.check(copied)
+    assert (verdict.keep, verdict.skip) == (False, True)
+
+
+def test_a_copied_header_is_dropped_and_the_answer_after_it_kept() -> None:
+    evidence = Evidence("What does amend do?", [AMEND])
+    verdict = evidence.check(
+        "[1] git-commit › OPTIONS\n## Amend\nAmend replaces the tip of the current branch."
+    )
+    assert verdict.keep
+    assert verdict.text == "Amend replaces the tip of the current branch [1]."
