@@ -362,7 +362,8 @@ _ABOUT_THE_SOURCES = re.compile(
 # Not prose to speak, which small models copy from the prompt: the "[n] title › section" line above
 # each passage, table rows and rules, markdown headings.
 _HEADER_LINE = re.compile(r"^\s*(\[\d+\]\s*)?[^\n]*›[^\n]*$", re.MULTILINE)
-_TABLE_LINE = re.compile(r"^\s*\|.*\|\s*$|^\s*\|?\s*:?-{3,}.*$", re.MULTILINE)
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}[-|: ]*$", re.MULTILINE)
+_TABLE_ROW = re.compile(r"^\s*\|(.*)\|\s*$", re.MULTILINE)
 _HEADING_LINE = re.compile(r"^\s*#{1,6}\s+[^\n]*$", re.MULTILINE)
 _PASSAGE_MARK = re.compile(r"^\s*\[\d+\]\s+", re.MULTILINE)
 
@@ -372,10 +373,22 @@ def is_model_decline(sentence: str) -> bool:
     return bool(_MODEL_DECLINES.search(sentence)) and bool(_ABOUT_THE_SOURCES.search(sentence))
 
 
+def _row_as_words(cells: str) -> str:
+    return ", ".join(c.strip() for c in cells.split("|") if c.strip()).rstrip(".") + "."
+
+
 def without_copied_markup(sentence: str) -> str:
-    """`sentence` less what is not prose: copied passage headers, table rows, headings."""
+    """`sentence` less what is not prose: copied passage headers and headings dropped, a table's
+    header and rule dropped and its rows said as their cells ("VOICEBOT_PORT, int, 8080, Port …")."""
     text = _HEADER_LINE.sub("", sentence)
-    text = _TABLE_LINE.sub("", text)
+    # A table: its header row (the line above the rule) and the rule go; a row is said as its cells.
+    text = (
+        re.sub(r"^[^\n]*\n(?=\s*\|?\s*:?-{3,})", "", text, flags=re.MULTILINE)
+        if _TABLE_RULE.search(text)
+        else text
+    )
+    text = _TABLE_RULE.sub("", text)
+    text = _TABLE_ROW.sub(lambda m: _row_as_words(m.group(1)), text)
     text = _HEADING_LINE.sub("", text)
     text = _PASSAGE_MARK.sub("", text)
     return re.sub(r"\s*\n\s*", " ", text).strip()

@@ -115,15 +115,19 @@ def test_a_sentence_merely_saying_does_not_is_no_decline() -> None:
     assert not is_model_decline("A soft reset does not touch the index file or the working tree [1].")
 
 
-@pytest.mark.parametrize(
-    "copied", ["Architecture › Tests\n| tier | folder | runs against |", "| lint, types | — | ruff, mypy |"]
-)
-def test_copied_tables_and_passage_headers_are_skipped(copied: str) -> None:
+def test_a_copied_passage_header_alone_is_skipped() -> None:
     evidence = Evidence(
         "Which tier runs ruff?", ["Architecture › Tests tier folder runs against lint types ruff mypy"]
     )
-    verdict = evidence.check(copied)
+    verdict = evidence.check("[1] Architecture › Tests")
     assert (verdict.keep, verdict.skip) == (False, True)
+
+
+def test_a_copied_table_row_is_said_as_its_cells() -> None:
+    table = "| variable | default | meaning |\n|---|---|---|\n| `VOICEBOT_PORT` | `8080` | Port the gateway listens on. |"
+    verdict = Evidence("Which port does the gateway use?", [table]).check(table)
+    assert verdict.keep
+    assert verdict.text == "`VOICEBOT_PORT`, `8080`, Port the gateway listens on [1]."
 
 
 def test_a_copied_header_is_dropped_and_the_answer_after_it_kept() -> None:
