@@ -4,13 +4,35 @@ secrets the gateway accepts (docs/security.md, docs/deploy.md)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Any
 
 import pytest
-from chartlib import PREFIX, REPO, Render, helm_template
+import yaml
+from chartlib import CHART, NAMESPACE, PREFIX, RELEASE, REPO, Render, helm_bin, helm_template, run
+
+from orchestrator.settings import MIN_SECRET_LENGTH, Settings
 
 GATEWAY = f"{PREFIX}-gateway"
+TOKEN = ("--set", "models.fetch.hubTokenSecret=hub-token")
+
+
+def render_values(render: Render) -> dict[str, Any]:
+    """The chart's values.yaml under the scenario's file, merged as Helm merges them."""
+
+    def merge(base: Any, over: Any) -> Any:
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {k: merge(base.get(k), over[k]) if k in base else over[k] for k in over} | {
+                k: v for k, v in base.items() if k not in over
+            }
+        return over
+
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    return merge(
+        defaults, yaml.safe_load((CHART / "ci" / f"{render.scenario}-values.yaml").read_text()) or {}
+    )
 
 
 def _gateway_container(render: Render) -> dict:
@@ -39,7 +61,7 @@ def test_prometheus_scrapes_the_keyless_metrics_listener(render: Render) -> None
 
 
 def test_the_metrics_port_is_not_the_public_port() -> None:
-    proc = helm_template("--set", "models.fetch.hubTokenSecret=t", "--set", "gateway.metricsPort=8080")
+    proc = helm_template(*TOKEN, "--set", "gateway.metricsPort=8080")
     assert proc.returncode != 0
     assert "metricsPort" in proc.stderr, proc.stderr
 
@@ -173,3 +195,51 @@ def test_ingress_routes_every_file_of_the_ui_export(renders: dict[str, Render]) 
     for ing in _ingresses(renders):
         missing = [u for u in urls if not routed(ing, u)]
         assert not missing, f"files of ui/out the Ingress does not route: {missing}"
+
+
+# --- client addresses -----------------------------------------------------------------------
+
+
+def test_trusted_proxies_reach_the_gateway_config(renders: dict[str, Render]) -> None:
+    """Failed authentications are limited per client address, which behind the ingress comes from
+    X-Forwarded-For, believed only from VOICEBOT_TRUSTED_PROXIES."""
+    default = renders["default"].get("ConfigMap", GATEWAY)["data"]
+    assert json.loads(default["VOICEBOT_TRUSTED_PROXIES"]) == ["127.0.0.1"]  # the gateway's default
+    production = renders["production"].get("ConfigMap", GATEWAY)["data"]
+    assert json.loads(production["VOICEBOT_TRUSTED_PROXIES"]) == ["10.0.0.0/16"]
+    proc = helm_template(*TOKEN, "--set", "gateway.config.trustedProxies={10.244.0.0/16,fd00::/8}")
+    assert proc.returncode == 0, proc.stderr
+    assert 'VOICEBOT_TRUSTED_PROXIES: "[\\"10.244.0.0/16\\",\\"fd00::/8\\"]"' in proc.stdout
+    refused = helm_template(*TOKEN, "--set", "gateway.config.trustedProxies={ingress-nginx}")
+    assert refused.returncode != 0
+    assert "trustedProxies" in refused.stderr
+
+
+def _notes(*args: str) -> str:
+    proc = run(
+        [helm_bin(), "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", *TOKEN, *args]
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_ask_for_the_ingress_controllers_addresses() -> None:
+    ingress = ("--set", "gateway.ingress.enabled=true", "--set", "gateway.ingress.host=vb.example.com")
+    ingress += ("--set", "gateway.ingress.tls.clusterIssuer=letsencrypt")
+    assert "gateway.config.trustedProxies" in _notes(*ingress)
+    assert "trustedProxies" not in _notes(*ingress, "--set", "gateway.config.trustedProxies={10.244.0.0/16}")
+    assert "trustedProxies" not in _notes()  # no ingress: port-forward, no proxy in between
+
+
+def test_the_gateway_accepts_the_rendered_config(render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ConfigMap read by the gateway's own Settings: the values arrive as it means them."""
+    for name in [n for n in os.environ if n.startswith("VOICEBOT_")]:
+        monkeypatch.delenv(name)
+    for name, value in render.get("ConfigMap", GATEWAY)["data"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VOICEBOT_AUTH_SECRET", "a" * MIN_SECRET_LENGTH)
+    settings = Settings(_env_file=None)
+    values = render_values(render)
+    assert settings.metrics_port == values["gateway"]["metricsPort"]
+    assert settings.trusted_proxies == values["gateway"]["config"]["trustedProxies"]
+    assert settings.docs_served is False
