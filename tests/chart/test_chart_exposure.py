@@ -243,3 +243,11 @@ def test_the_gateway_accepts_the_rendered_config(render: Render, monkeypatch: py
     assert settings.metrics_port == values["gateway"]["metricsPort"]
     assert settings.trusted_proxies == values["gateway"]["config"]["trustedProxies"]
     assert settings.docs_served is False
+    assert settings.retention_days == values["gateway"]["config"]["retentionDays"]
+
+
+def test_retention_days_is_a_value() -> None:
+    proc = helm_template(*TOKEN, "--set", "gateway.config.retentionDays=7")
+    assert proc.returncode == 0, proc.stderr
+    assert 'VOICEBOT_RETENTION_DAYS: "7"' in proc.stdout
+    assert helm_template(*TOKEN, "--set", "gateway.config.retentionDays=-1").returncode != 0
