@@ -4,16 +4,20 @@ secrets the gateway accepts (docs/security.md, docs/deploy.md)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from chartlib import CHART, NAMESPACE, PREFIX, RELEASE, REPO, Render, helm_bin, helm_template, run
 
-from orchestrator.settings import MIN_SECRET_LENGTH, Settings
+from orchestrator.settings import MIN_SECRET_LENGTH, Settings, weak_secret
 
 GATEWAY = f"{PREFIX}-gateway"
 TOKEN = ("--set", "models.fetch.hubTokenSecret=hub-token")
@@ -251,3 +255,52 @@ def test_retention_days_is_a_value() -> None:
     assert proc.returncode == 0, proc.stderr
     assert 'VOICEBOT_RETENTION_DAYS: "7"' in proc.stdout
     assert helm_template(*TOKEN, "--set", "gateway.config.retentionDays=-1").returncode != 0
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+LOOKUP = 'lookup "v1" "Secret" .Release.Namespace .Values.secrets.existingSecret'
+
+
+def _install_with_existing_secret(tmp_path: Path, data: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`helm template` of a copy of the chart whose lookup of secrets.existingSecret finds a Secret
+    with `data` (what a real install would see in the cluster)."""
+    chart = tmp_path / "voicebot"
+    shutil.copytree(CHART, chart)
+    helpers = chart / "templates" / "_helpers.tpl"
+    text = helpers.read_text()
+    assert text.count(LOOKUP) == 1, "the existing Secret is looked up once, in voicebot.validateValues"
+    fake = " ".join(f'"{k}" "{base64.b64encode(v.encode()).decode()}"' for k, v in data.items())
+    helpers.write_text(text.replace(LOOKUP, f'dict "data" (dict {fake})'))
+    existing = ("--set", "secrets.existingSecret=mine")
+    return run([helm_bin(), "template", RELEASE, str(chart), "-n", NAMESPACE, *TOKEN, *existing])
+
+
+def test_a_weak_existing_secret_fails_the_install(tmp_path: Path) -> None:
+    """The gateway refuses an auth secret or bootstrap key under MIN_SECRET_LENGTH characters at
+    start-up (a crash loop); the install refuses it first, naming the key, never the value."""
+    strong = "k" * MIN_SECRET_LENGTH
+    weak = "s" * (MIN_SECRET_LENGTH - 1)
+    for key in ("auth_secret", "bootstrap_api_key"):
+        data = {"auth_secret": strong, "bootstrap_api_key": strong, key: weak}
+        proc = _install_with_existing_secret(tmp_path / key, data)
+        assert proc.returncode != 0
+        assert "VALUES VALIDATION" in proc.stderr
+        assert (
+            f"the key {key} of Secret mine must hold at least {MIN_SECRET_LENGTH} characters" in proc.stderr
+        )
+        assert weak not in proc.stderr
+        other = ({"auth_secret", "bootstrap_api_key"} - {key}).pop()
+        assert f"the key {other} " not in proc.stderr
+    missing = _install_with_existing_secret(tmp_path / "missing", {"auth_secret": strong})
+    assert "the key bootstrap_api_key of Secret mine" in missing.stderr
+    ok = _install_with_existing_secret(tmp_path / "ok", {"auth_secret": strong, "bootstrap_api_key": strong})
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_generated_secrets_are_strong_enough(renders: dict[str, Render]) -> None:
+    secret = renders["default"].get("Secret", f"{PREFIX}-secrets")
+    for key in ("auth_secret", "bootstrap_api_key"):
+        value = base64.b64decode(secret["data"][key]).decode()
+        assert len(value) >= MIN_SECRET_LENGTH, key
+        assert not weak_secret(value), key
