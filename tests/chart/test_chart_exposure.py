@@ -28,9 +28,7 @@ def render_values(render: Render) -> dict[str, Any]:
 
     def merge(base: Any, over: Any) -> Any:
         if isinstance(base, dict) and isinstance(over, dict):
-            return {k: merge(base.get(k), over[k]) if k in base else over[k] for k in over} | {
-                k: v for k, v in base.items() if k not in over
-            }
+            return {**base, **{k: merge(base.get(k), v) for k, v in over.items()}}
         return over
 
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -92,7 +90,9 @@ def test_alerts_and_dashboard_still_select_the_gateway_job(renders: dict[str, Re
     assert "endpoint=" not in dashboard
     assert '"regex": "/(.*)-gateway/"' in dashboard
     assert 'job=~\\"$release.*-gateway\\"' in dashboard
-    assert re.fullmatch("(.*)-gateway", GATEWAY)
+    release = re.fullmatch("(.*)-gateway", GATEWAY)  # the dashboard's $release, from the job
+    assert release
+    assert re.fullmatch(f"{re.escape(release.group(1))}.*-gateway", GATEWAY)
 
 
 # --- the Ingress ----------------------------------------------------------------------------
