@@ -166,9 +166,19 @@ def served_ports(render: Render, pods: dict[str, Peer]) -> list[tuple[str, int]]
     return sorted(set(out))
 
 
+def gateway_metrics_port(render: Render) -> int:
+    svc = render.get("Service", f"{PREFIX}-gateway")
+    return next(p["port"] for p in svc["spec"]["ports"] if p["name"] == "metrics")
+
+
 def expected_flows(render: Render, pods: dict[str, Peer]) -> set[tuple[str, str, int]]:
-    """The data flow the chart's documentation promises, and nothing else."""
-    flows = {("prometheus", "gateway", 8080), ("helm-test", "gateway", 8080), ("prometheus", "triton", 8002)}
+    """The data flow the chart's documentation promises, and nothing else: Prometheus scrapes the
+    gateway's keyless metrics listener, never its public port 8080."""
+    flows = {
+        ("prometheus", "gateway", gateway_metrics_port(render)),
+        ("helm-test", "gateway", 8080),
+        ("prometheus", "triton", 8002),
+    }
     if render.of_kind("Ingress"):
         flows.add(("ingress-controller", "gateway", 8080))
     clients = [c for c in ("gateway", "ingest") if c in pods]
@@ -208,6 +218,18 @@ def test_every_served_port_has_exactly_the_needed_paths(render: Render, netpols:
     # every served port is used by some flow
     used = {(dst, port) for _, dst, port in actual}
     assert set(served_ports(render, pods)) == used
+
+
+def test_prometheus_scrapes_the_gateway_only_on_its_metrics_port(render: Render, netpols: list[Obj]) -> None:
+    """/metrics on 8080 needs an API key outside dev mode: Prometheus reaches the keyless metrics
+    listener and nothing else of the gateway; no one else reaches that listener."""
+    gateway = release_pods(render)["gateway"]
+    ingress_controller, prometheus, stranger = EXTERNAL
+    port = gateway_metrics_port(render)
+    assert allowed(netpols, prometheus, gateway, port)
+    assert not allowed(netpols, prometheus, gateway, 8080)
+    for other in (ingress_controller, stranger):
+        assert not allowed(netpols, other, gateway, port), other.name
 
 
 def test_egress_outside_the_release(render: Render, netpols: list[Obj]) -> None:

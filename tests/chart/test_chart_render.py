@@ -325,7 +325,10 @@ def test_gateway_contract(renders: dict[str, Render]) -> None:
     dep = r.get("Deployment", f"{PREFIX}-gateway")
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["voicebot", "serve"]
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
@@ -343,7 +346,8 @@ def test_gateway_contract(renders: dict[str, Render]) -> None:
     assert cfg["VOICEBOT_LLM_PROMPT_FORMAT"] in ("chatml", "llama3")
     assert cfg["VOICEBOT_OTEL_EXPORTER"] in ("none", "console", "otlp")
     svc = r.get("Service", f"{RELEASE}-voicebot-gateway")
-    assert [p["port"] for p in svc["spec"]["ports"]] == [8080]
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("http", 8080), ("metrics", 9090)]
+    assert cfg["VOICEBOT_METRICS_PORT"] == "9090"
 
 
 def test_cli_jobs_use_the_gateway_image_and_commands(renders: dict[str, Render]) -> None:

@@ -221,6 +221,19 @@ password with Kubernetes' $(VAR) expansion, so an existing password secret works
 {{- $messages = append $messages "postgres.auth.existingSecret: required when secrets.generate=false and postgres.enabled=true (a Secret with the database password)" -}}
 {{- end -}}
 {{- end -}}
+{{- /* An existing Secret's values are known at install time only (helm template and Argo CD cannot
+look up): refuse what the gateway would refuse at start-up, rather than let it crash-loop. Messages
+name the key, never its value. */ -}}
+{{- if .Values.secrets.existingSecret -}}
+{{- $appSecret := lookup "v1" "Secret" .Release.Namespace .Values.secrets.existingSecret -}}
+{{- if $appSecret -}}
+{{- range $key := list "auth_secret" "bootstrap_api_key" -}}
+{{- if lt (len (get ($appSecret.data | default dict) $key | default "" | b64dec)) 32 -}}
+{{- $messages = append $messages (printf "secrets.existingSecret: the key %s of Secret %s must hold at least 32 characters (the gateway refuses a shorter one at start-up), e.g. $(openssl rand -hex 32)" $key $.Values.secrets.existingSecret) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $otel := .Values.gateway.config.otel -}}
 {{- if and (eq $otel.exporter "otlp") (regexMatch ":4317(/|$)" $otel.endpoint) -}}
 {{- $messages = append $messages (printf "gateway.config.otel.endpoint=%s: the gateway exports OTLP over HTTP (protobuf), port 4318 with the path /v1/traces (e.g. http://otel-collector.observability.svc:4318/v1/traces); 4317 is OTLP/gRPC" $otel.endpoint) -}}
