@@ -293,12 +293,8 @@ def test_document_sources_do_not_show_server_paths(gateway: str, secured_gateway
     assert '"source":"architecture.md"' in cited[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 16 finding 10, for the parsing worker (ingest/pipeline.py, chunking.py): one "
-    "oversized chunk fails the whole request (503 model_unavailable) instead of its own file",
-)
+# Issue 16 finding 10: one oversized chunk failed the whole upload (503 model_unavailable); chunks
+# are now capped in characters too (ingest/chunking.py, ChunkingConfig.max_chars).
 def test_one_oversized_chunk_fails_its_file_not_the_whole_upload(
     gateway: str, secured_gateway: SecuredGateway
 ) -> None:

@@ -55,8 +55,10 @@ async def _open(url: str) -> Any:
     return ws
 
 
-def _spoken_turn(url: str, question: str) -> list[dict[str, Any]]:
-    pcm = speak_pcm16(question)
+def _spoken_turn(url: str, question: str, pause_s: float = 0.0) -> list[dict[str, Any]]:
+    """One push-to-talk turn: the question at real time, then `pause_s` of silence before the
+    release (a speaker who stops, then lets go of the button)."""
+    pcm = speak_pcm16(question) + bytes(int(pause_s * 16_000) * 2)
 
     async def scenario() -> list[dict[str, Any]]:
         ws = await _open(url)
@@ -187,6 +189,7 @@ def test_one_sessions_speculation_and_another_sessions_turn_both_come_out_right(
             await typist.close()
 
     typed, spoken = asyncio.run(scenario())
-    assert _of(typed, "turn.done")[0]["outcome"] == "ok"
-    assert "8080" in _of(typed, "answer.done")[0]["text"]
-    assert _of(spoken, "turn.done")[0]["outcome"] == "ok"
+    for turn in (typed, spoken):
+        assert _of(turn, "turn.done")[0]["outcome"] == "ok"
+        assert not _of(turn, "error"), _of(turn, "error")
+        assert _of(turn, "answer.done")[0]["text"]
