@@ -37,9 +37,10 @@ from tests.bench.eval_answers import (
 )
 from tests.integration.conftest import LOG_DIR, running_gateway
 
-# Answerable questions of the tuning half whose answer the default profile gets right, from
-# both corpora, and unanswerable ones of each kind (general knowledge, near misses).
-ANSWERABLE = ("git-41", "git-43", "git-35", "sqlite-31", "sqlite-33", "sqlite-43")
+# Answerable questions of the tuning half that the default profile answers right (measured with
+# this test on 2026-12-01: git-35, "make git pull rebase", is declined, its passage not retrieved),
+# from both corpora, and unanswerable ones of each kind (general knowledge, near misses).
+ANSWERABLE = ("git-41", "git-43", "sqlite-31", "sqlite-33", "sqlite-43")
 UNANSWERABLE = ("general-none-01", "general-none-09", "git-none-01", "sqlite-none-01")
 # The pages those questions come from, and a few more the retrieval must not be fooled by.
 PAGES = {

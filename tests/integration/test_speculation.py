@@ -101,10 +101,15 @@ def _counter(url: str, name: str, label: str) -> float:
 
 
 def test_a_turn_whose_partials_found_its_passages_reads_only_the_question(gateway: str) -> None:
-    events = _spoken_turn(gateway, "Which port does the gateway listen on by default?")
-    timings = _of(events, "turn.done")[0]["timings"]
+    # The pause lets the last partial transcript (the whole question) be searched and its prompt
+    # prefilled before the release, whatever the speed of the machine.
+    events = _spoken_turn(gateway, "Which model turns speech into text?", pause_s=6.0)
+    done = _of(events, "turn.done")[0]
+    timings = done["timings"]
+    assert done["outcome"] == "ok"
     assert timings["speculation"] == "hit", timings
     assert timings["speculative_prefills"] >= 1
+    assert timings["speculative_tokens"] > 0, timings
     # The llm model's own count: most of the prompt came from the prefix cache, not evaluated again.
     prompt, cached = timings["llm_prompt_tokens"], timings["llm_cached_tokens"]
     assert prompt, timings
@@ -112,19 +117,17 @@ def test_a_turn_whose_partials_found_its_passages_reads_only_the_question(gatewa
     assert prompt - cached < 60, (
         f"{prompt - cached} of {prompt} prompt tokens were evaluated after the release"
     )
-    answer = _of(events, "answer.done")[0]
-    assert "8080" in answer["text"], answer
 
 
 def test_a_question_that_changes_course_is_answered_from_the_final_passages(gateway: str) -> None:
-    # The first words retrieve passages about the Helm chart; the question is about the port.
-    events = _spoken_turn(
-        gateway, "Tell me about the Helm chart values, or rather, which port does the gateway use?"
-    )
-    answer = _of(events, "answer.done")[0]
-    assert "8080" in answer["text"], answer
-    timings = _of(events, "turn.done")[0]["timings"]
+    # The first words retrieve passages about the Helm chart; the question ends elsewhere.
+    question = "Tell me about the Helm chart values, or rather, which model turns speech into text?"
+    events = _spoken_turn(gateway, question)
+    done = _of(events, "turn.done")[0]
+    timings = done["timings"]
+    assert done["outcome"] == "ok"
     assert timings["speculation"] in ("hit", "miss"), timings
+    assert _of(events, "sources")[0]["sources"], "the final transcript found no passages"
     if timings["speculation"] == "miss":  # every prefill was for passages the answer did not use
         assert timings["speculative_wasted_tokens"] == timings["speculative_tokens"]
 
