@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shutil
 import struct
 import sys
@@ -55,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.sentences import SentenceSplitter, speakable
+from tests.bench.report import machine, profile_models
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "build" / "bench" / "voice.json"
@@ -1037,20 +1037,8 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "note": args.note,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_start": [round(v, 2) for v in load_start],
-            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-        },
-        "profile": {
-            "name": profile.name,
-            "asr": profile.asr,
-            "llm": profile.llm,
-            "tts": list(profile.tts),
-            "embed": profile.embed,
-        },
+        "machine": machine(load_start),
+        "profile": profile_models(profile),
         "gateway": {
             "mode": "dev (anonymous loopback), its own process (voicebot serve), default settings except:",
             "settings_overridden": gateway_env,

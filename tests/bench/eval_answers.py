@@ -36,7 +36,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -57,6 +56,7 @@ from tests.bench.bench_voice import (
     local_stack,
     percentile,
 )
+from tests.bench.report import machine, profile_models
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "answers"
@@ -998,20 +998,8 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": round(time.time() - started, 1),
         "note": args.note,
         "git": commit,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_start": [round(v, 2) for v in load_start],
-            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-        },
-        "profile": {
-            "name": profile.name,
-            "asr": profile.asr,
-            "llm": profile.llm,
-            "tts": list(profile.tts),
-            "embed": profile.embed,
-        },
+        "machine": machine(load_start),
+        "profile": profile_models(profile),
         "gateway": {"mode": "dev, its own process (voicebot serve)", "settings_overridden": GATEWAY_ENV},
         "method": {
             "questions_file": str(
