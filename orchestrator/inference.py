@@ -29,6 +29,20 @@ from tritonclient.utils import InferenceServerException
 from orchestrator.errors import ModelFailed, ModelUnavailable, StageTimeout
 
 _UNAVAILABLE = ("StatusCode.UNAVAILABLE", "StatusCode.CANCELLED")
+# What a connection to a server that went away looks like, whatever status it is reported with
+# (a Triton killed while a stream opens can surface as INTERNAL/UNKNOWN "RST_STREAM", "GOAWAY").
+_TRANSPORT_GONE = (
+    "failed to connect",
+    "unknown model",
+    "rst_stream",
+    "goaway",
+    "socket closed",
+    "connection reset",
+    "connection refused",
+    "broken pipe",
+    "stream removed",
+    "end of tcp stream",
+)
 _EMBEDDED_STATUS = re.compile(r"status = StatusCode\.(?P<status>[A-Z_]+)")
 _EMBEDDED_DETAILS = re.compile(r'details = "(?P<details>[^"]*)"')
 _T = TypeVar("_T")
@@ -45,7 +59,7 @@ def translate(e: InferenceServerException, model: str) -> Exception:
         status = status or f"StatusCode.{embedded['status']}"
         details = _EMBEDDED_DETAILS.search(message)
         message = details["details"] if details else status
-    if status in _UNAVAILABLE or "failed to connect" in message.lower() or "unknown model" in message.lower():
+    if status in _UNAVAILABLE or any(gone in message.lower() for gone in _TRANSPORT_GONE):
         return ModelUnavailable(f"model '{model}' is unavailable: {message}")
     if status == "StatusCode.DEADLINE_EXCEEDED":
         return StageTimeout(f"model '{model}' did not answer in time")

@@ -148,15 +148,16 @@ def _readiness(url: str) -> tuple[int, dict[str, bool]]:
 
 
 def _ask_while(url: str, fault: Callable[[], None]) -> Turn:
-    """Ask a long spoken question, call `fault` once its passages are found (the LLM is reading the
-    prompt: answer deltas are whole checked sentences, so by the first one a short answer may be
-    all generated), collect the turn."""
+    """Ask a long question (its prompt in no cache), call `fault` while the LLM is reading its
+    prompt (a second after the passages are found: answer deltas are whole checked sentences, so by
+    the first one a short answer may be all generated), collect the turn."""
 
     async def scenario() -> Turn:
         async with websockets.connect(url, max_size=None) as ws:
             await _start(ws)
             await ws.send(json.dumps({"type": "text", "text": LONG_QUESTION}))
             before = await _receive_until(ws, lambda e: e["type"] == "sources")
+            await asyncio.sleep(LLM_BUSY_S)
             await asyncio.to_thread(fault)
             after = await _receive_until(ws, _turn_done)
             return Turn(before.events + after.events, before.audio_bytes + after.audio_bytes)

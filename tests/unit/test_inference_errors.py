@@ -24,6 +24,8 @@ BROKEN_STREAM = (
         ("StatusCode.CANCELLED", "cancelled", ModelUnavailable, "unavailable"),
         (None, "Request for unknown model: 'llm' is not found", ModelUnavailable, "unavailable"),
         (None, BROKEN_STREAM, ModelUnavailable, "Stream removed (Socket closed)"),
+        ("StatusCode.INTERNAL", "Received RST_STREAM with error code 2", ModelUnavailable, "RST_STREAM"),
+        ("StatusCode.UNKNOWN", "Connection reset by peer", ModelUnavailable, "unavailable"),
         ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", StageTimeout, "in time"),
         ("StatusCode.INVALID_ARGUMENT", "unexpected input 'x'", ModelFailed, "unexpected input 'x'"),
         (None, "synthesis failed: voice missing", ModelFailed, "voice missing"),
