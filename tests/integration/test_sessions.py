@@ -125,13 +125,17 @@ def test_turns_are_stored_and_a_session_resumes_on_a_new_socket(secured_gateway:
 
 def test_a_barge_in_is_stored_as_cancelled_without_a_half_answer(secured_gateway: SecuredGateway) -> None:
     key = secured_gateway.new_key("barge-in")
-    question = "Describe every component of the architecture in detail."
+    # Asked nowhere else, so its prompt is in no cache: a second after its passages are found the
+    # llm is still reading it (answer deltas are whole checked sentences, so by the first one a
+    # short answer may already be complete).
+    question = "In detail, how do the gateway, the model server and the database work together?"
 
     async def scenario() -> str:
         async with voice(secured_gateway, key) as v:
             await v.start()
             await v.send({"type": "text", "text": question, "speak": False})
-            await v.until("answer.delta")
+            await v.until("sources")
+            await asyncio.sleep(1.0)
             await v.send({"type": "turn.start"})
             events = await v.until("turn.started", turn=2)
             assert next(e for e in events if e["type"] == "turn.done")["outcome"] == "cancelled"
