@@ -79,8 +79,7 @@ class _Warm:
     text: str  # the partial transcript it was retrieved for
     sources: list[Source]
     prefix: str
-    tokens: int = 0
-    done: bool = False
+    tokens: int = 0  # evaluated by the model (0 while running, or when it yielded)
 
 
 @dataclass(eq=False)
@@ -135,7 +134,7 @@ class Speculator:
         self.metrics.speculations.labels("prefill").inc()
         tokens = await self.models.prefill(prefix)
         if tokens is not None:
-            warm.tokens, warm.done = tokens, True
+            warm.tokens = tokens
             self.stats.prefill_tokens += tokens
 
     def retriever(self) -> Retriever:

@@ -25,7 +25,7 @@ from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.streaming import drain
 from orchestrator.errors import BadRequest, NotFound, VoicebotError
 from orchestrator.pipeline import AnswerResult
-from orchestrator.prompt import HISTORY_TURNS, PASSAGE_CHARS, Exchange
+from orchestrator.prompt import HISTORY_TURNS, Exchange
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MODEL_NAME = "voicebot"
@@ -82,10 +82,11 @@ async def get_model(model_id: str, caller: CallerDep) -> dict[str, Any]:
     return _model_card()
 
 
-def _extension(result: AnswerResult) -> dict[str, Any]:
-    """The `voicebot` object: every passage given to the model, and what the answer did with them."""
+def _extension(result: AnswerResult, passage_chars: int) -> dict[str, Any]:
+    """The `voicebot` object: every passage given to the model (as it read them), and what the
+    answer did with them."""
     return {
-        "sources": [s.public(PASSAGE_CHARS) for s in result.sources],
+        "sources": [s.public(passage_chars) for s in result.sources],
         "sources_available": result.sources_available,
         **result.done_fields(),
     }
@@ -165,7 +166,7 @@ async def chat_completions(
                 }
             ],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            "voicebot": _extension(result),
+            "voicebot": _extension(result, state.settings.passage_chars),
         }
 
     async def stream() -> AsyncIterator[str]:
@@ -176,7 +177,13 @@ async def chat_completions(
         except VoicebotError as e:
             yield f"data: {json.dumps({'error': {'code': e.code.value, 'message': e.message}})}\n\n"
             return
-        yield _chunk(completion_id, created, {}, "stop", _extension(results[0]) if results else None)
+        yield _chunk(
+            completion_id,
+            created,
+            {},
+            "stop",
+            _extension(results[0], state.settings.passage_chars) if results else None,
+        )
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -391,6 +391,27 @@ class Stack:
     variant_urls: dict[str, str] = field(default_factory=dict)  # more gateways, by name
 
 
+def store_and_models(state: Path, log_dir: Path, database: str) -> tuple[Any, Any]:
+    """An embedded Postgres and a Triton on the model repository (active profile), on free ports
+    under `state`: the parts every benchmark starts before its own gateway."""
+    from orchestrator.stack.ports import free_port
+    from orchestrator.stack.postgres import EmbeddedPostgres
+    from orchestrator.stack.triton import TritonServer
+
+    postgres = EmbeddedPostgres(state / "postgres", free_port(), log_dir=log_dir, database=database)
+    profile = os.environ.get("VOICEBOT_MODEL_PROFILE")
+    triton = TritonServer(
+        MODELS,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        state_dir=state,
+        log_dir=log_dir,
+        env={"VOICEBOT_MODEL_PROFILE": profile} if profile else {},
+    )
+    return postgres, triton
+
+
 @contextlib.contextmanager
 def local_stack(
     log_dir: Path,
@@ -405,25 +426,13 @@ def local_stack(
     from ingest.pipeline import ingest_paths
     from orchestrator.stack.gateway import GatewayProcess
     from orchestrator.stack.ports import free_port
-    from orchestrator.stack.postgres import EmbeddedPostgres
     from orchestrator.stack.runner import StackRunner
-    from orchestrator.stack.triton import TritonServer
 
     state = Path(tempfile.mkdtemp(prefix="voicebot-bench-voice-"))
     state.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    postgres = EmbeddedPostgres(state / "postgres", free_port(), log_dir=log_dir, database="voicebot_bench")
-    profile = os.environ.get("VOICEBOT_MODEL_PROFILE")
-    triton = TritonServer(
-        MODELS,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        state_dir=state,
-        log_dir=log_dir,
-        env={"VOICEBOT_MODEL_PROFILE": profile} if profile else {},
-    )
+    postgres, triton = store_and_models(state, log_dir, "voicebot_bench")
     env = {
         "VOICEBOT_DEV_MODE": "true",
         "VOICEBOT_DATABASE_URL": postgres.dsn,

@@ -55,6 +55,7 @@ from tests.bench.bench_voice import (
     gateway_turn,
     local_stack,
     percentile,
+    store_and_models,
 )
 from tests.bench.report import machine, profile_models
 
@@ -501,7 +502,7 @@ def fingerprint(profile: str, docs: Sequence[Path]) -> str:
     in it: it is started anew every run."""
     digest = hashlib.sha256(profile.encode())
     files: list[Path] = []
-    for folder in (MODELS, REPO / "ingest", REPO / "orchestrator" / "models", *docs):
+    for folder in (MODELS, REPO / "ingest", REPO / "images" / "triton" / "voicebot_models", *docs):
         files.extend(p for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts)
     for p in files:
         digest.update(str(p.relative_to(REPO) if p.is_relative_to(REPO) else p).encode())
@@ -573,24 +574,11 @@ async def _ingest(dsn: str, triton_url: str, docs: Sequence[Path]) -> int:
 
 def _start_kept(log_dir: Path, docs: Sequence[Path], print_: str) -> dict[str, Any]:
     """Postgres and Triton as local_stack starts them, but left running and recorded."""
-    from orchestrator.stack.ports import free_port
-    from orchestrator.stack.postgres import EmbeddedPostgres
     from orchestrator.stack.runner import StackRunner
-    from orchestrator.stack.triton import TritonServer
 
     state = Path(tempfile.mkdtemp(prefix="voicebot-eval-answers-"))
     state.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
-    postgres = EmbeddedPostgres(state / "postgres", free_port(), log_dir=log_dir, database="voicebot_eval")
-    profile = os.environ.get("VOICEBOT_MODEL_PROFILE")
-    triton = TritonServer(
-        MODELS,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        state_dir=state,
-        log_dir=log_dir,
-        env={"VOICEBOT_MODEL_PROFILE": profile} if profile else {},
-    )
+    postgres, triton = store_and_models(state, log_dir, "voicebot_eval")
     runner = StackRunner([postgres, triton], startup_timeout_s=600, say=_say)
     try:
         runner.start()

@@ -40,8 +40,6 @@ class PrefixCache:
         self.min_tokens = min_tokens  # shorter prompts are cheaper to evaluate than to save
         self._entries: OrderedDict[tuple[int, ...], SavedState] = OrderedDict()
         self._bytes = 0
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -61,12 +59,6 @@ class PrefixCache:
         if best is not None:
             self._entries.move_to_end(best.tokens)
         return best, best_len
-
-    def record(self, hit: bool) -> None:
-        if hit:
-            self.hits += 1
-        else:
-            self.misses += 1
 
     def wants(self, tokens: Sequence[int]) -> bool:
         return len(tokens) >= self.min_tokens and tuple(tokens) not in self._entries

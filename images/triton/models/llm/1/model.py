@@ -107,7 +107,6 @@ class TritonPythonModel:
         if saved is not None and shared > held and self._restore(saved.tokens, saved.state):
             held = shared
         cached = min(held, len(tokens) - 1)
-        self.prefix_cache.record(cached >= self.prefix_cache.min_tokens)
         self.llm.n_tokens = cached
         rest = tokens[cached:-1]
         for start in range(0, len(rest), self.prefill_chunk):
