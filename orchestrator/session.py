@@ -354,6 +354,7 @@ class VoiceSession:
         self._answering_turn = turn
 
     async def _transcribe_then_answer(self, asr: AsrStream, turn: int, t0: float, timings: Timings) -> None:
+        speculator = self._speculator
         try:
             try:
                 question = await asyncio.wait_for(asr.finish(), timeout=self.config.asr_timeout_s)
@@ -368,12 +369,15 @@ class VoiceSession:
             if not question:
                 await self._done(turn, timings, t0, "ok", note="no speech heard")
                 return
-            speculator = self._speculator
             retrieve = speculator.retriever() if speculator is not None else self.retrieve
             options = replace(self.config.options, voice=self.voice)
             await self._answer(question, turn, t0, timings, options, retrieve=retrieve)
         except VoicebotError as e:
             await self._turn_failed(turn, e, timings, t0)
+        finally:
+            # No speech heard, or ASR failed: this turn's speculation must not outlive it.
+            if speculator is not None and self._speculator is speculator:
+                await self._stop_speculating()
 
     async def _answer(
         self,
