@@ -260,6 +260,11 @@ def cited_numbers(sentence: str) -> list[int]:
     return [int(n) for group in _CITATION.findall(sentence) for n in group.split(",")]
 
 
+def only_citations(sentence: str) -> bool:
+    """`sentence` is citation markers and nothing else ("[1]", "[2] [3]")."""
+    return bool(_CITATION.search(sentence)) and not _CITATION.sub("", sentence).strip(" \t\n.,;:")
+
+
 def strip_citations(sentence: str) -> str:
     return re.sub(r"\s+([.!?,;:])", r"\1", _CITATION.sub("", sentence)).strip()
 
@@ -366,6 +371,7 @@ _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}[-|: ]*$", re.MULTILINE)
 _TABLE_ROW = re.compile(r"^\s*\|(.*)\|\s*$", re.MULTILINE)
 _HEADING_LINE = re.compile(r"^\s*#{1,6}\s+[^\n]*$", re.MULTILINE)
 _PASSAGE_MARK = re.compile(r"^\s*\[\d+\]\s+", re.MULTILINE)
+_CELL_BARS = re.compile(r"\s*(?:\|\s*)+")
 
 
 def is_model_decline(sentence: str) -> bool:
@@ -391,4 +397,7 @@ def without_copied_markup(sentence: str) -> str:
     text = _TABLE_ROW.sub(lambda m: _row_as_words(m.group(1)), text)
     text = _HEADING_LINE.sub("", text)
     text = _PASSAGE_MARK.sub("", text)
-    return re.sub(r"\s*\n\s*", " ", text).strip()
+    # A piece of a row (the sentence splitter cut it at a full stop inside a cell): cells too.
+    text = _CELL_BARS.sub(", ", text)
+    text = re.sub(r"^[,\s]+|[,\s]+$", "", re.sub(r"\s*\n\s*", " ", text))
+    return text

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.errors import VoicebotError
-from orchestrator.grounding import DeclineReason, Evidence, is_model_decline
+from orchestrator.focus import focus, focus_terms, lead
+from orchestrator.grounding import (
+    DeclineReason,
+    Evidence,
+    cited_numbers,
+    is_model_decline,
+    only_citations,
+    terms,
+)
 from orchestrator.inference import AudioChunk, Usage
 from orchestrator.metrics import Metrics
 from orchestrator.prompt import (
@@ -241,6 +249,7 @@ async def answer(
     )
     sentences: asyncio.Queue[str | None] = asyncio.Queue(maxsize=SENTENCE_QUEUE)
     kept: list[str] = []
+    pointed: list[int] = []  # passages the model cited without saying anything
 
     async def say(text: str) -> None:
         await sink.send_text(event("answer.delta", turn=turn, text=(" " if kept else "") + text))
@@ -266,8 +275,17 @@ async def answer(
             return False
         verdict = evidence.check(sentence)
         if verdict.skip:
+            log.debug("answer sentence skipped (no prose): %r", sentence, extra={"turn": turn})
+            if only_citations(sentence):
+                pointed.extend(cited_numbers(sentence))
             return True
         if not verdict.keep:
+            # The sentence itself only at debug (docs/security.md): what tuning the gate needs.
+            log.debug(
+                "answer sentence refused: %r",
+                sentence,
+                extra={"turn": turn, "reason": (verdict.reason or "repeated"), "kept": len(kept)},
+            )
             if not kept:
                 await decline(verdict.reason or DeclineReason.UNSUPPORTED)
             return False
@@ -278,6 +296,19 @@ async def answer(
         if timings.llm_first_sentence is None:
             timings.llm_first_sentence = _elapsed_ms(t0)
         return len(kept) < options.max_sentences
+
+    async def say_pointed(numbers: Sequence[int]) -> None:
+        for n in dict.fromkeys(numbers):
+            if not 1 <= n <= len(result.sources):
+                continue
+            source = result.sources[n - 1]
+            sentence = lead(source.text[: options.passage_chars])
+            # Only a sentence about what the question asks beyond the passage's heading: a lead
+            # that merely shares the words that found the section answers nothing.
+            if set(terms(sentence)) & focus_terms(question, " ".join([source.title, *source.heading_path])):
+                await accept(f"{sentence} [{n}]")
+            if kept:
+                return
 
     async def finish() -> None:
         result.text = " ".join(kept).strip()
@@ -313,6 +344,10 @@ async def answer(
         if going:
             for rest in splitter.flush():
                 going = going and await accept(rest)
+        if not kept and pointed and evidence is not None:
+            # The model only pointed at a passage ("[2]", a habit of the 0.5B default): the answer
+            # is what that passage, given from the part the question is about, says first.
+            await say_pointed(pointed)
         if not kept:  # the model wrote nothing usable
             await decline(DeclineReason.UNSUPPORTED)
         await finish()
@@ -360,16 +395,23 @@ async def answer(
     return result
 
 
-def sources_from_hits(hits: Sequence[Any]) -> list[Source]:
-    """ingest.search.SearchHit → numbered citations."""
-    return [
-        Source(
-            n=i,
-            title=hit.title,
-            source=public_source(hit.source),  # never the server's paths
-            heading_path=list(hit.heading_path),
-            snippet=hit.text[:SNIPPET_CHARS].strip(),
-            text=hit.text,
+def sources_from_hits(
+    hits: Sequence[Any], question: str = "", passage_chars: int = PASSAGE_CHARS
+) -> list[Source]:
+    """ingest.search.SearchHit → numbered citations, each passage from the part `question` is
+    about (orchestrator/focus.py; the whole passage without a question)."""
+    sources = []
+    for i, hit in enumerate(hits, start=1):
+        where = " ".join([hit.title, *hit.heading_path])
+        text = focus(hit.text, question, passage_chars, heading=where) if question else hit.text
+        sources.append(
+            Source(
+                n=i,
+                title=hit.title,
+                source=public_source(hit.source),  # never the server's paths
+                heading_path=list(hit.heading_path),
+                snippet=text[:SNIPPET_CHARS].strip(),
+                text=text,
+            )
         )
-        for i, hit in enumerate(hits, start=1)
-    ]
+    return sources

@@ -197,7 +197,7 @@ class AppState:
             raise ModelUnavailable(f"the embedding model is unavailable: {e}") from e
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
             raise StoreUnavailable("the document store is unavailable") from e
-        return sources_from_hits(hits)
+        return sources_from_hits(hits, question, self.settings.passage_chars)
 
     def vocabulary(self) -> str:
         """The collection's vocabulary for the ASR (ingest/vocabulary.py), as last read; when older

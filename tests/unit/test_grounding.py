@@ -12,6 +12,7 @@ from orchestrator.grounding import (
     strip_citations,
     support,
     terms,
+    without_copied_markup,
 )
 
 AMEND = (
@@ -128,6 +129,14 @@ def test_a_copied_table_row_is_said_as_its_cells() -> None:
     verdict = Evidence("Which port does the gateway use?", [table]).check(table)
     assert verdict.keep
     assert verdict.text == "`VOICEBOT_PORT`, `8080`, Port the gateway listens on [1]."
+
+
+def test_a_piece_of_a_row_cut_inside_a_cell_loses_its_bars_too() -> None:
+    # The sentence splitter cuts a row at a full stop inside a cell: no "|" may be shown or spoken.
+    piece = "LLM streams get 4 × this | | `VOICEBOT_LLM_MAX_TOKENS` | 64 (default 256) | a spoken answer [1]"
+    assert without_copied_markup(piece) == (
+        "LLM streams get 4 × this, `VOICEBOT_LLM_MAX_TOKENS`, 64 (default 256), a spoken answer [1]"
+    )
 
 
 def test_a_copied_header_is_dropped_and_the_answer_after_it_kept() -> None:

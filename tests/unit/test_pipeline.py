@@ -279,3 +279,54 @@ def test_answers_are_cited_and_a_repetition_ends_them() -> None:
     assert (done["citations"], done["declined"]) == ([1], False)
     assert models.spoken == ["Amend replaces the tip of the current branch with a new commit."]
     assert "llm" in models.closed
+
+
+def test_a_model_that_only_points_at_a_passage_is_answered_from_that_passage() -> None:
+    # Qwen2.5-Coder-0.5B often replies "[1]" and nothing else: that passage's first sentence (the
+    # passage is given from the part the question is about) is the answer, cited.
+    models = FakeModels(["[1]"])
+    sink, _ = asyncio.run(_ask("What does amend do?", models))
+    done = sink.events("answer.done")[0]
+    assert done["text"] == "--amend: Replace the tip of the current branch by creating a new commit [1]."
+    assert (done["citations"], done["declined"]) == ([1], False)
+    assert models.spoken == ["amend: Replace the tip of the current branch by creating a new commit."]
+
+
+def test_pointing_at_a_passage_that_does_not_exist_is_a_decline() -> None:
+    models = FakeModels(["[7]"])
+    sink, _ = asyncio.run(_ask("What does amend do?", models))
+    done = sink.events("answer.done")[0]
+    assert (done["text"], done["declined"], done["decline_reason"]) == (NO_ANSWER, True, "unsupported")
+
+
+def test_a_pointed_passage_whose_lead_only_shares_the_heading_words_is_a_decline() -> None:
+    models = FakeModels(["[1]"])
+    profiles = Source(
+        n=1,
+        title="Models",
+        source="docs/models.md",
+        heading_path=["Profiles"],
+        snippet="",
+        text="The 135M model answers nothing right, so it is no longer a profile's model.",
+    )
+
+    async def retrieve(question: str) -> list[Source]:
+        return [profiles]
+
+    sink = RecordingSink()
+    asyncio.run(
+        answer(
+            "What is the default model profile?",
+            turn=1,
+            t0=time.monotonic(),
+            sink=sink,
+            models=models,
+            retrieve=retrieve,
+            history=[],
+            options=AnswerOptions(),
+            timings=Timings(),
+            metrics=Metrics(),
+        )
+    )
+    done = sink.events("answer.done")[0]
+    assert (done["text"], done["decline_reason"]) == (NO_ANSWER, "unsupported")
