@@ -8,7 +8,8 @@ the logs go. And a chunk longer than `passage_chars` loses its end, wherever the
 
 So each passage is given from the sentence (list item, table row) that shares the most with the
 question, weighted by how rare each shared word is within the passage ("logs" outweighs "stack"
-when every sentence mentions the stack), onwards. A table keeps its header row. When nothing in
+when every sentence mentions the stack), onwards, and then what came before it, as far as the
+budget goes. A table keeps its header row. When nothing in
 the passage is more about the question than its start, the passage is left as it was.
 
 The focused text is what the LLM reads, what the grounding check compares answers with, and what
@@ -156,10 +157,16 @@ def focus(text: str, question: str, chars: int, heading: str = "") -> str:
     shown = first.text
     if first.header is not None:
         shown = pieces[first.header].text + "\n" + shown
-    for unit in pieces[start + 1 :]:
-        if len(shown) + len(unit.sep) + len(unit.text) > chars:
+    # Then the rest of the passage, and what came before the focused part after it: the question
+    # may be about more than one sentence, and the one picked is not always the one that answers.
+    after = [(u.sep, u.text) for u in pieces[start + 1 :]]
+    before = [(u.sep, u.text) for i, u in enumerate(pieces[:start]) if i != first.header]
+    if before:
+        before[0] = ("\n\n", before[0][1])
+    for sep, piece in [*after, *before]:
+        if len(shown) + len(sep) + len(piece) > chars:
             break
-        shown += unit.sep + unit.text
+        shown += sep + piece
     return shown[:chars]  # a first unit longer than the budget is cut, as the prompt cuts passages
 
 

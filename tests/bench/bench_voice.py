@@ -676,7 +676,7 @@ class Direct:
             await asr.aclose()
         asr_done = time.perf_counter()
         hits = await search(self.conn, self.embedder, question, collection=COLLECTION, k=RETRIEVAL_K)
-        sources = sources_from_hits(hits)
+        sources = sources_from_hits(hits, question, self.options.passage_chars)  # as the gateway does
         retrieval_done = time.perf_counter()
         prompt = prompt_for(question, sources, history, self.options)
         # The prefix is evaluated before the clock runs, as speculation does while the user speaks:

@@ -6,7 +6,9 @@ Run ``python -m tests.bench.prompt_sizing [--split tune|heldout|all]`` after
 Postgres, Triton's `embed`). For each answerable question it runs the product's own search
 (`ingest.search`, hybrid) once with the largest k, and counts, for every (k, characters) pair,
 whether the question's needle is in the first `characters` of one of the first k passages: the
-ceiling of answer accuracy for that prompt size, without an LLM, in seconds. A smaller prompt is
+ceiling of answer accuracy for that prompt size, without an LLM, in seconds. Both ways of cutting
+a passage are counted: its start (`needle_reaches_the_llm`) and, as the gateway gives it, from the
+part the question is about (`..._focused`, orchestrator/focus.py). A smaller prompt is
 evaluated faster (and prefilled sooner while the user speaks, docs/performance.md); this says what
 it costs in answers that can no longer be right.
 """
@@ -32,6 +34,7 @@ async def measure(split: str) -> dict[str, object]:
 
     from ingest.embedding import TritonEmbedder
     from ingest.search import search
+    from orchestrator.focus import focus
     from orchestrator.state import COLLECTION
 
     if not STACK_FILE.exists():
@@ -43,6 +46,7 @@ async def measure(split: str) -> dict[str, object]:
     embedder = TritonEmbedder(stack["triton_url"])
     conn = await psycopg.AsyncConnection.connect(stack["dsn"], autocommit=True)
     found = {(k, c): 0 for k in KS for c in CHARS}
+    focused = dict(found)
     try:
         for q in questions:
             assert q.needle is not None
@@ -50,17 +54,28 @@ async def measure(split: str) -> dict[str, object]:
             for k, c in found:
                 if any(holds(h.text[:c] if c else h.text, q.needle) for h in hits[:k]):
                     found[(k, c)] += 1
+                headings = [" ".join([h.title, *h.heading_path]) for h in hits[:k]]
+                if any(
+                    holds(focus(h.text, q.question, c or 1_000_000, heading=where), q.needle)
+                    for h, where in zip(hits[:k], headings, strict=True)
+                ):
+                    focused[(k, c)] += 1
     finally:
         await conn.close()
         await embedder.close()
     n = len(questions)
+
+    def table(counts: dict[tuple[int, int], int]) -> dict[str, dict[str, float]]:
+        return {
+            f"k={k}": {("whole" if c == 0 else f"{c}_chars"): round(counts[(k, c)] / n, 3) for c in CHARS}
+            for k in KS
+        }
+
     return {
         "split": split,
         "questions": n,
-        "needle_reaches_the_llm": {
-            f"k={k}": {("whole" if c == 0 else f"{c}_chars"): round(found[(k, c)] / n, 3) for c in CHARS}
-            for k in KS
-        },
+        "needle_reaches_the_llm": table(found),
+        "needle_reaches_the_llm_focused": table(focused),
     }
 
 
@@ -72,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(measure(args.split))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report["needle_reaches_the_llm"], indent=1), file=sys.stderr)
+    for key in ("needle_reaches_the_llm", "needle_reaches_the_llm_focused"):
+        print(key, json.dumps(report[key], indent=1), file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -29,9 +29,11 @@ def test_a_section_is_given_from_the_sentence_the_question_is_about() -> None:
         SECTION, "Where does the local stack keep its logs?", 800, heading="Architecture The local stack"
     )
     assert shown.startswith("Logs go to `.voicebot/logs/<component>.log`")
-    # ... and on to the end of the passage, not back to its start.
-    assert shown.endswith("`orchestrator/stack/local.py`.")
-    assert "Every part" not in shown
+    # ... on to the end of the passage, then what came before, so nothing is lost.
+    logs, before = shown.split("\n\n")
+    assert logs.endswith("`orchestrator/stack/local.py`.")
+    assert before.startswith("Every part is a `Component`")
+    assert before.endswith("checks every port before it starts anything.")
 
 
 def test_the_words_of_the_heading_do_not_pick_the_part() -> None:
@@ -53,13 +55,23 @@ def test_a_table_row_keeps_its_header() -> None:
     assert lines[0] == "| variable | type | default | meaning |"
     assert lines[1] == "|---|---|---|---|"
     assert lines[2].startswith("| `VOICEBOT_PORT`")
-    assert "VOICEBOT_HOST" not in shown
+    assert lines[3].startswith("| `VOICEBOT_UI_DIR`")
+    assert lines[4:] == [
+        "",
+        "Settings of the gateway:",
+        "| `VOICEBOT_HOST` | str | `127.0.0.1` | Address the gateway binds. |",
+    ]
 
 
 def test_the_focused_text_stays_within_its_budget() -> None:
-    shown = focus(SECTION, "Where are the logs?", 120)
+    shown = focus(SECTION, "Where are the logs?", 200)
     assert shown.startswith("Logs go to")
-    assert len(shown) <= 120
+    assert len(shown) <= 200
+    # A first unit longer than the budget is cut, as the prompt would cut it.
+    assert (
+        focus(SECTION, "Where are the logs?", 60)
+        == "Logs go to `.voicebot/logs/<component>.log`, and a failure p"
+    )
 
 
 def test_units_join_wrapped_lines_and_keep_lists_and_code_whole() -> None:
