@@ -168,9 +168,13 @@ def looks_unfinished(partial: str) -> bool:
 
 # Squeezed forms (repeated letters collapsed, hyphens and punctuation dropped): "mm-hmm" -> "mhm".
 _BACKCHANNEL_WORDS = _words(
-    "m hm mhm mh hmh uhuh uh um uhm er erm ah oh eh yeah yea yep yup ya okay ok kay right alright sure"
+    "m hm mhm mh hmh uhuh uh um uhm er erm em ah oh eh yeah yea yep yup ya okay ok kay right alright sure"
 )
 _BACKCHANNEL_PHRASES = frozenset({"i se", "got it", "al right", "oh i se"})
+# Words that make no question on their own: what Whisper hears in a hum, a breath or a noise
+# ("you", "them.", "And mm."). With a question word ("What about them?") it is a turn again.
+_EMPTY_WORDS = _words("and or but so then the a an it them they you he she him her this that thes those")
+_QUESTION_WORDS = _words("what why how when where who which whose whom")
 _MAX_BACKCHANNEL_WORDS = 3
 
 
@@ -180,13 +184,16 @@ def _squeeze(word: str) -> str:
 
 def is_backchannel(final: str) -> bool:
     """Whether a turn's final transcript is no question at all: empty (or punctuation only), or
-    only backchannel words ("mm-hmm", "yeah", "uh", "okay", "right", "I see"), at most three."""
+    at most three words that are all backchannels ("mm-hmm", "yeah", "uh", "okay", "right",
+    "I see") or words that ask nothing alone ("and", "them", "you"), with no question word."""
     words = [_squeeze(w) for w in re.findall(r"[a-z]+", final.lower().replace("-", ""))]
     if not words:
         return True
-    if len(words) > _MAX_BACKCHANNEL_WORDS:
+    if len(words) > _MAX_BACKCHANNEL_WORDS or any(w in _QUESTION_WORDS for w in words):
         return False
-    return " ".join(words) in _BACKCHANNEL_PHRASES or all(w in _BACKCHANNEL_WORDS for w in words)
+    if " ".join(words) in _BACKCHANNEL_PHRASES:
+        return True
+    return all(w in _BACKCHANNEL_WORDS or w in _EMPTY_WORDS for w in words)
 
 
 # ---- the turn detector --------------------------------------------------------------------

@@ -163,7 +163,7 @@ def test_looks_unfinished(text: str, unfinished: bool) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", " ", "...", "Mm-hmm.", "mmhmm", "Mhm", "Yeah.", "yeah yeah", "Uh", "Um...", "Okay.", "OK", "uh-huh",
-     "Right.", "I see.", "Oh, okay.", "Hmm?"],
+     "Right.", "I see.", "Oh, okay.", "Hmm?", "you", "Them.", "And mm", "And then them."],
 )  # fmt: skip
 def test_backchannels_and_empty_transcripts_are_not_turns(text: str) -> None:
     assert is_backchannel(text)
