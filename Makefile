@@ -17,7 +17,7 @@ PY_INPUTS := pyproject.toml images/triton/pyproject.toml requirements/models.txt
 
 .PHONY: help up install install-test ui-build test test-lint test-types test-unit test-integration \
         test-ui test-e2e test-chart test-infra test-images tools-integration tools-e2e tools-chart tools-infra \
-        bench-models eval-retrieval bench-retrieval bench-voice eval-answers clean
+        bench-models eval-retrieval bench-retrieval bench-voice bench-handsfree eval-answers clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -109,6 +109,9 @@ bench-retrieval: install-test ## pgvector latency/recall at scale -> build/bench
 bench-voice: install-test tools-integration ## voice turns vs their physical limit, speculation on and off -> build/bench/voice.json, voice-waterfall.svg
 	$(BIN)/python -m tests.bench.bench_voice $(BENCH_ARGS)
 	$(BIN)/python -m tests.bench.waterfall
+
+bench-handsfree: install-test tools-integration ## hands-free VAD + turn taking replayed offline: cut-offs, false turns, echo barge-ins -> build/bench/handsfree.json
+	$(BIN)/python -m tests.bench.bench_handsfree $(BENCH_ARGS)
 
 EVAL_ARGS ?=
 eval-answers: install-test tools-integration ## answer quality on two foreign corpora, typed and spoken -> build/bench/answers.json
