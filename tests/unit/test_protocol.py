@@ -9,11 +9,11 @@ from orchestrator.protocol import (
     MAX_TEXT_FRAME_BYTES,
     AudioHeader,
     ErrorCode,
+    ErrorEvent,
     ProtocolError,
     SessionStart,
     TextQuestion,
     TurnStart,
-    error_event,
     parse_client_message,
     public_source,
     validate_audio_frame,
@@ -76,7 +76,7 @@ def test_audio_header_round_trip() -> None:
 
 
 def test_error_event_shape() -> None:
-    assert json.loads(error_event(ErrorCode.BAD_AUDIO, "odd", turn=2)) == {
+    assert json.loads(ErrorEvent(code=ErrorCode.BAD_AUDIO, message="odd", turn=2).to_json()) == {
         "type": "error",
         "code": "bad_audio",
         "message": "odd",
