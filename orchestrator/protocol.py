@@ -335,6 +335,14 @@ def json_schema() -> dict[str, Any]:
     }
 
 
+SCHEMA_PATH = "docs/protocol.schema.json"  # relative to the repository root
+
+
+def schema_text() -> str:
+    """The schema as docs/protocol.schema.json holds it (`python -m orchestrator.protocol`)."""
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
 @dataclass(frozen=True)
 class AudioHeader:
     """16 bytes before each server audio chunk: kind, version, reserved, turn, sequence, sample rate."""
@@ -358,3 +366,7 @@ class AudioHeader:
         if kind != cls.KIND_AUDIO or version != PROTOCOL_VERSION:
             raise ValueError(f"not a v{PROTOCOL_VERSION} audio frame")
         return cls(turn, seq, rate), frame[cls.SIZE :]
+
+
+if __name__ == "__main__":  # `make protocol-schema`
+    print(schema_text(), end="")
