@@ -119,6 +119,10 @@ class Turn:
     t0: float = field(default_factory=time.monotonic)  # the clock the timings count from
     timings: Timings = field(default_factory=Timings)
     question: str | None = None  # once known
+    path: list[Phase] = field(default_factory=list)  # the phases it went through, in order (logs, tests)
+
+    def __post_init__(self) -> None:
+        self.path.append(self.phase)
 
     @classmethod
     def begin(cls, number: int, phase: Phase) -> Self:
@@ -131,6 +135,7 @@ class Turn:
         if phase not in TRANSITIONS[self.phase]:
             raise TransitionError(self.number, self.phase, phase)
         self.phase = phase
+        self.path.append(phase)
 
     def check_followable(self) -> None:
         """Raise unless a new turn may replace this one (the session cancels a live one first)."""

@@ -48,7 +48,8 @@ class ListSink:
 class FakeModels:
     """The model seam (`orchestrator.inference.Models`), the one fake of it: an LLM that writes
     `deltas`, one every `delay` seconds (or is unavailable: `fail`); speech of two chunks per
-    sentence (or unavailable: `tts_fails`); ASR that hears `transcript`; prefills that count
+    sentence (or unavailable: `tts_fails`); ASR that hears `transcript` (or is unavailable:
+    `asr_fails`); prefills that count
     `prefill_tokens` (or wait until cancelled: `block_prefill`). It records what it was asked."""
 
     def __init__(
@@ -60,6 +61,7 @@ class FakeModels:
         tts_fails: bool = False,
         tts_delay: float = 0.0,
         transcript: str = "hello",
+        asr_fails: bool = False,
         prefill_tokens: int = 100,
         block_prefill: bool = False,
     ) -> None:
@@ -69,6 +71,7 @@ class FakeModels:
         self.tts_fails = tts_fails
         self.tts_delay = tts_delay
         self.transcript = transcript
+        self.asr_fails = asr_fails
         self.prefill_tokens = prefill_tokens
         self.block_prefill = block_prefill
         self.prompts: list[str] = []  # generations
@@ -90,6 +93,8 @@ class FakeModels:
         prompt: str = "",
     ) -> Transcript:
         self.chunks.append((int(pcm.size), start, end))
+        if self.asr_fails:
+            raise ModelUnavailable("model 'asr' is unavailable")
         return Transcript(self.transcript, True)
 
     async def generate(
