@@ -23,7 +23,7 @@ from ingest.vocabulary import collection_vocabulary
 from orchestrator.auth import Caller, Gatekeeper
 from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
 from orchestrator.history import SessionHistory, SessionStore
-from orchestrator.inference import DNS_SCHEME, ModelClients, SequenceRouter, balancing_channel_args
+from orchestrator.inference import DNS_SCHEME, ModelClients, Models, SequenceRouter, balancing_channel_args
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import (
     AnswerOptions,
@@ -54,7 +54,7 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     pool: AsyncConnectionPool | None = None
     triton: grpcclient.InferenceServerClient | None = None
-    models: ModelClients | None = None
+    models: Models | None = None  # ModelClients once open(); one seam for every model call
     triton_router: SequenceRouter | None = None  # with a dns:/// Triton URL (several replicas)
     embedder: TritonEmbedder | None = None
     sessions: set[VoiceSession] = field(default_factory=set)

@@ -104,7 +104,7 @@ def _session(
     **settings: Any,
 ) -> VoiceSession:
     state = AppState(Settings(dev_mode=True, **settings))
-    state.models = models  # type: ignore[assignment]  # a fake at the model seam
+    state.models = models  # a fake at the model seam
     state.retrieve = _guide  # type: ignore[method-assign]
     return state.new_session(sink, subject="key:7", store=store, session_id=session_id, resume=resume)
 

@@ -31,7 +31,7 @@ async def _guide(question: str) -> list[Source]:
 
 def _session(models: FakeModels, sink: ListSink, **settings: Any) -> VoiceSession:
     state = AppState(Settings(dev_mode=True, speculation=False, **settings))
-    state.models = models  # type: ignore[assignment]  # the fake at the model seam
+    state.models = models  # the fake at the model seam
     state.retrieve = _guide  # type: ignore[method-assign]
     return state.new_session(sink)
 
