@@ -196,6 +196,9 @@ class VoiceTurn(Turn):
 
 
 class VoiceSession:
+    """One WebSocket's conversation: client messages in (`on_text`, `on_audio`), typed events and
+    audio out to `sink`. Its state is its current turn's phase (orchestrator/turn.py)."""
+
     def __init__(self, sink: Sink, context: SessionContext) -> None:
         self.sink = sink
         self.context = context
