@@ -17,7 +17,7 @@ PY_INPUTS := pyproject.toml images/triton/pyproject.toml requirements/models.txt
 
 .PHONY: help up install install-test ui-build test test-lint test-types test-unit test-integration \
         test-ui test-e2e test-chart test-infra test-images tools-integration tools-e2e tools-chart tools-infra \
-        bench-models eval-retrieval bench-retrieval bench-voice bench-handsfree eval-answers clean
+        bench-models eval-retrieval bench-retrieval bench-voice bench-handsfree eval-answers protocol-schema clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -116,6 +116,9 @@ bench-handsfree: install-test tools-integration ## hands-free VAD + turn taking 
 EVAL_ARGS ?=
 eval-answers: install-test tools-integration ## answer quality on two foreign corpora, typed and spoken -> build/bench/answers.json
 	$(BIN)/python -m tests.bench.eval_answers $(EVAL_ARGS)
+
+protocol-schema: install ## regenerate docs/protocol.schema.json from orchestrator/protocol.py
+	$(BIN)/python -m orchestrator.protocol > docs/protocol.schema.json
 
 clean: ## remove the venv, tools and build outputs (keeps .voicebot/ state and the wheel cache)
 	rm -rf $(VENV) .tools build

@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -137,6 +137,32 @@ class Usage:
 def _first_int(result: Any, name: str) -> int | None:
     array = result.as_numpy(name)
     return int(array.reshape(-1)[0]) if array is not None and array.size else None
+
+
+class Models(Protocol):
+    """Every model call the gateway makes in a conversation, in one seam: `ModelClients`
+    implements it over Triton; unit tests use one fake (tests/unit/fakes.py `FakeModels`)."""
+
+    async def transcribe_chunk(
+        self,
+        pcm: npt.NDArray[np.int16],
+        *,
+        sequence_id: int,
+        start: bool,
+        end: bool,
+        language: str | None = None,
+        prompt: str = "",
+    ) -> Transcript: ...
+
+    def generate(
+        self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
+    ) -> AsyncGenerator[str, None]: ...
+
+    async def prefill(self, prompt: str) -> int | None: ...
+
+    def synthesize(
+        self, text: str, *, voice: str = "", speaking_rate: float = 1.0
+    ) -> AsyncGenerator[AudioChunk, None]: ...
 
 
 @dataclass(eq=False)  # by identity: kept in a set while in flight

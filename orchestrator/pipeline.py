@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ from orchestrator.grounding import (
     only_citations,
     terms,
 )
-from orchestrator.inference import AudioChunk, Usage
+from orchestrator.inference import Models, Usage
 from orchestrator.metrics import Metrics
 from orchestrator.prompt import (
     NO_ANSWER,
@@ -45,8 +45,18 @@ from orchestrator.prompt import (
     build_prompt,
     stop_strings,
 )
-from orchestrator.protocol import AudioHeader, error_event, event, public_source
+from orchestrator.protocol import (
+    AnswerDelta,
+    AnswerDone,
+    AudioHeader,
+    Citation,
+    ErrorEvent,
+    ServerEvent,
+    Sources,
+    public_source,
+)
 from orchestrator.sentences import SentenceSplitter, speakable
+from orchestrator.turn import Phase, Turn
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +64,6 @@ SENTENCE_QUEUE = 8  # sentences waiting for speech; the LLM waits when speech fa
 SNIPPET_CHARS = 240
 MAX_SENTENCES = 3  # a spoken answer is one to three sentences; the rest is not generated
 AUDIO_LEAD_S = 1.0  # audio sent ahead of real time; bounds what a client buffers and must drop
-
-
-class Models(Protocol):
-    """What the pipeline needs from the model server (ModelClients implements it)."""
-
-    def generate(
-        self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
-    ) -> AsyncGenerator[str, None]: ...
-
-    def synthesize(
-        self, text: str, *, voice: str = "", speaking_rate: float = 1.0
-    ) -> AsyncGenerator[AudioChunk, None]: ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +91,10 @@ class Source:
             shown["text"] = self.text[:passage_chars].strip()
         return shown
 
+    def citation(self, passage_chars: int) -> Citation:
+        """As a `sources` event carries it."""
+        return Citation(**self.public(passage_chars))
+
 
 class Retriever(Protocol):
     async def __call__(self, question: str) -> list[Source]:
@@ -101,36 +103,12 @@ class Retriever(Protocol):
 
 
 class Sink(Protocol):
-    """Where events and audio go (a WebSocket, an SSE stream, a test's list)."""
+    """Where events and audio go (a WebSocket, an SSE stream, a test's list). Events arrive
+    typed; a sink that speaks JSON serialises them itself."""
 
-    async def send_text(self, data: str) -> None: ...
+    async def send_event(self, event: ServerEvent) -> None: ...
 
-    async def send_bytes(self, data: bytes) -> None: ...
-
-
-@dataclass
-class Timings:
-    """Milliseconds: `retrieval` is the search's duration; the others count from the turn's
-    reference point (release of the button, or the typed question). Token counts of the answer's
-    generation (`llm_cached_tokens`: prompt tokens the model did not evaluate again) and, for a
-    spoken turn, what speculation did (`extra`, orchestrator/speculation.py) ride along."""
-
-    asr_final: float | None = None
-    retrieval: float | None = None
-    llm_first_token: float | None = None
-    llm_first_sentence: float | None = None
-    tts_first_audio: float | None = None
-    first_audio: float | None = None
-    total: float | None = None
-    llm_prompt_tokens: int | None = None
-    llm_cached_tokens: int | None = None
-    extra: dict[str, float | str | None] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, float | str | None]:
-        out: dict[str, float | str | None] = {
-            k: (round(v, 1) if isinstance(v, float) else v) for k, v in self.__dict__.items() if k != "extra"
-        }
-        return out | self.extra
+    async def send_audio(self, frame: bytes) -> None: ...
 
 
 @dataclass
@@ -153,6 +131,9 @@ class AnswerResult:
             "declined": self.declined,
             "decline_reason": self.decline_reason.value if self.decline_reason else None,
         }
+
+    def done_event(self, turn: int) -> AnswerDone:
+        return AnswerDone(turn=turn, text=self.text, **self.done_fields())
 
 
 @dataclass(frozen=True)
@@ -193,46 +174,49 @@ def prompt_for(
     )
 
 
-def _elapsed_ms(t0: float) -> float:
-    return (time.monotonic() - t0) * 1000
-
-
 async def answer(
     question: str,
+    turn: Turn,
     *,
-    turn: int,
-    t0: float,
     sink: Sink,
     models: Models,
     retrieve: Retriever,
     history: Sequence[Exchange],
     options: AnswerOptions,
-    timings: Timings,
     metrics: Metrics,
 ) -> AnswerResult:
-    """Answer `question`, streaming `sources`, `answer.delta`, audio and `answer.done` to `sink`."""
+    """Answer `question` in `turn` (ANSWERING; SPEAKING once its first audio is sent), streaming
+    `sources`, `answer.delta`, audio and `answer.done` to `sink`; the stages' times go to
+    `turn.timings`."""
     result = AnswerResult()
+    timings = turn.timings
+    number = turn.number
 
     # 1. retrieval
     began = time.monotonic()
     try:
         result.sources = await retrieve(question)
     except VoicebotError as e:
-        log.warning("retrieval failed; answering without sources", extra={"turn": turn, "code": e.code.value})
+        log.warning(
+            "retrieval failed; answering without sources", extra={"turn": number, "code": e.code.value}
+        )
         metrics.errors.labels(e.code.value).inc()
         result.sources_available = False
         # Say why (store_unavailable / model_unavailable), then answer anyway: not fatal.
-        await sink.send_text(
-            error_event(e.code, f"search is unavailable, answering without sources: {e.message}", turn=turn)
+        await sink.send_event(
+            ErrorEvent(
+                code=e.code,
+                message=f"search is unavailable, answering without sources: {e.message}",
+                turn=number,
+            )
         )
-    timings.retrieval = _elapsed_ms(began)
+    timings.retrieval = (time.monotonic() - began) * 1000
     metrics.stage_duration.labels("retrieval").observe(timings.retrieval / 1000)
-    await sink.send_text(
-        event(
-            "sources",
-            turn=turn,
+    await sink.send_event(
+        Sources(
+            turn=number,
             available=result.sources_available,
-            sources=[s.public(options.passage_chars) for s in result.sources],
+            sources=[s.citation(options.passage_chars) for s in result.sources],
         )
     )
 
@@ -252,7 +236,7 @@ async def answer(
     pointed: list[int] = []  # passages the model cited without saying anything
 
     async def say(text: str) -> None:
-        await sink.send_text(event("answer.delta", turn=turn, text=(" " if kept else "") + text))
+        await sink.send_event(AnswerDelta(turn=number, text=(" " if kept else "") + text))
         kept.append(text)
         if options.speak:
             await sentences.put(text)
@@ -263,7 +247,7 @@ async def answer(
         result.citations = []
         kept.clear()
         await say(NO_ANSWER)
-        log.info("answer declined", extra={"turn": turn, "reason": reason.value})
+        log.info("answer declined", extra={"turn": number, "reason": reason.value})
 
     async def accept(sentence: str) -> bool:
         """Show and speak `sentence` if it passes the gate; False ends the answer."""
@@ -294,7 +278,7 @@ async def answer(
                 result.citations.append(n)
         await say(verdict.text)
         if timings.llm_first_sentence is None:
-            timings.llm_first_sentence = _elapsed_ms(t0)
+            timings.llm_first_sentence = turn.elapsed_ms()
         return len(kept) < options.max_sentences
 
     async def say_pointed(numbers: Sequence[int]) -> None:
@@ -314,7 +298,7 @@ async def answer(
         result.text = " ".join(kept).strip()
         if options.speak:
             await sentences.put(None)
-        await sink.send_text(event("answer.done", turn=turn, text=result.text, **result.done_fields()))
+        await sink.send_event(result.done_event(number))
 
     async def generate() -> None:
         # If this raises, the task group cancels speak(); so the end marker is only sent on success,
@@ -333,7 +317,7 @@ async def answer(
         async with contextlib.aclosing(stream):  # leaving early closes it: generation stops on Triton
             async for delta in stream:
                 if timings.llm_first_token is None:
-                    timings.llm_first_token = _elapsed_ms(t0)
+                    timings.llm_first_token = turn.elapsed_ms()
                     metrics.stage_duration.labels("llm_first_token").observe(timings.llm_first_token / 1000)
                 for sentence in splitter.feed(delta):
                     going = going and await accept(sentence)
@@ -365,7 +349,7 @@ async def answer(
                 async with contextlib.aclosing(stream):
                     async for chunk in stream:
                         if timings.tts_first_audio is None:
-                            timings.tts_first_audio = _elapsed_ms(t0)
+                            timings.tts_first_audio = turn.elapsed_ms()
                             timings.first_audio = timings.tts_first_audio
                             metrics.stage_duration.labels("tts_first_audio").observe(
                                 timings.tts_first_audio / 1000
@@ -374,15 +358,19 @@ async def answer(
                                 timings.first_audio / 1000
                             )
                         await pacer.before_send(chunk.pcm.size / chunk.sample_rate)
-                        header = AudioHeader(turn=turn, seq=seq, sample_rate=chunk.sample_rate)
-                        await sink.send_bytes(header.pack() + chunk.pcm.tobytes())
+                        header = AudioHeader(turn=number, seq=seq, sample_rate=chunk.sample_rate)
+                        await sink.send_audio(header.pack() + chunk.pcm.tobytes())
                         seq += 1
+                        if not result.spoken and turn.phase is Phase.ANSWERING:
+                            turn.to(Phase.SPEAKING)
                         result.spoken = True
             except VoicebotError as e:
                 # The text still arrives; tell the client once that speech is missing.
                 failed = True
                 metrics.errors.labels(e.code.value).inc()
-                await sink.send_text(error_event(e.code, f"speech is unavailable: {e.message}", turn=turn))
+                await sink.send_event(
+                    ErrorEvent(code=e.code, message=f"speech is unavailable: {e.message}", turn=number)
+                )
 
     try:
         async with asyncio.TaskGroup() as group:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import typing
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -163,13 +164,183 @@ def public_source(source: str) -> str:
     return source
 
 
-def event(type_: str, **fields: Any) -> str:
-    """A server event as a JSON text frame."""
-    return json.dumps({"type": type_, **fields}, ensure_ascii=False, separators=(",", ":"))
+class _Event(BaseModel):
+    """A server event. Built typed inside the gateway; only a sink at the edge serialises it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def wire(self) -> dict[str, Any]:
+        """The event as the JSON object clients receive (`type` first)."""
+        return self.model_dump(mode="json")
+
+    def to_json(self) -> str:
+        return json.dumps(self.wire(), ensure_ascii=False, separators=(",", ":"))
 
 
-def error_event(code: ErrorCode, message: str, *, turn: int | None = None, fatal: bool = False) -> str:
-    return event("error", code=code.value, message=message, turn=turn, fatal=fatal)
+def _absent_when_none(value: object) -> bool:
+    return value is None
+
+
+def _omitted(description: str) -> Any:
+    """An optional field the server leaves out (rather than sending null) when it has no value.
+    Every other field of a server event is always sent, so the schema lists it as required."""
+    return Field(default=None, exclude_if=_absent_when_none, description=description)
+
+
+class Citation(BaseModel):
+    """A passage given to the LLM, as clients see it; `[n]` in the answer cites the n-th."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int
+    title: str
+    source: str = Field(description="`upload://<collection>/<name>`, or a file's name (never its path).")
+    heading_path: list[str]
+    snippet: str
+    text: str | None = _omitted("The passage as the LLM read it (live events only).")
+
+
+class SessionReady(_Event):
+    type: Literal["session.ready"] = "session.ready"
+    session_id: str
+    protocol: int = Field(description="The protocol version, PROTOCOL_VERSION.")
+    input_sample_rate: int
+    resumed: bool = Field(description="A stored session continues: history and turn numbering go on.")
+    turns: int = Field(description="The last turn number so far (0 for a new session).")
+
+
+class TurnStarted(_Event):
+    type: Literal["turn.started"] = "turn.started"
+    turn: int
+
+
+class TranscriptPartial(_Event):
+    """While the button is held (about every 0.5 s of audio)."""
+
+    type: Literal["transcript.partial"] = "transcript.partial"
+    turn: int
+    text: str
+
+
+class TranscriptFinal(_Event):
+    type: Literal["transcript.final"] = "transcript.final"
+    turn: int
+    text: str
+
+
+class Sources(_Event):
+    """Before the answer: the passages given to the LLM; `available: false` when search failed."""
+
+    type: Literal["sources"] = "sources"
+    turn: int
+    available: bool
+    sources: list[Citation]
+
+
+class AnswerDelta(_Event):
+    """The next checked sentence of the answer (the first one without a leading space)."""
+
+    type: Literal["answer.delta"] = "answer.delta"
+    turn: int
+    text: str
+
+
+DeclineReasonName = Literal["no_passages", "not_in_documents", "model_declined", "unsupported"]
+
+
+class AnswerDone(_Event):
+    type: Literal["answer.done"] = "answer.done"
+    turn: int
+    text: str
+    citations: list[int] = Field(description="The `n` of the sources the answer cites, in order.")
+    declined: bool
+    decline_reason: DeclineReasonName | None
+
+
+class AudioClear(_Event):
+    """Barge-in or cancel: drop every queued audio chunk of `turn` now."""
+
+    type: Literal["audio.clear"] = "audio.clear"
+    turn: int
+
+
+TurnOutcome = Literal["ok", "error", "cancelled"]
+
+
+class TurnDone(_Event):
+    type: Literal["turn.done"] = "turn.done"
+    turn: int
+    outcome: TurnOutcome
+    timings: dict[str, float | int | str | None] = Field(
+        description="Milliseconds per stage (null: it did not run), token counts, what speculation did."
+    )
+    note: str | None = _omitted("Why an ok turn has no answer, e.g. no speech heard.")
+
+
+class ErrorEvent(_Event):
+    """`fatal: true`: the server closes the socket next."""
+
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    turn: int | None = None
+    fatal: bool = False
+
+
+ServerEvent = (
+    SessionReady
+    | TurnStarted
+    | TranscriptPartial
+    | TranscriptFinal
+    | Sources
+    | AnswerDelta
+    | AnswerDone
+    | AudioClear
+    | TurnDone
+    | ErrorEvent
+)
+SERVER_EVENTS: tuple[type[_Event], ...] = typing.get_args(ServerEvent)
+_ServerEventField = Annotated[ServerEvent, Field(discriminator="type")]
+_server_adapter: TypeAdapter[ServerEvent] = TypeAdapter(_ServerEventField)  # type: ignore[arg-type, unused-ignore]
+
+
+def parse_server_event(raw: str | bytes) -> ServerEvent:
+    """A server event from its JSON (clients and tests; the gateway never parses its own)."""
+    return _server_adapter.validate_json(raw)
+
+
+def json_schema() -> dict[str, Any]:
+    """The protocol's JSON Schema (docs/protocol.schema.json): every client message and server
+    event, as `ClientMessage` and `ServerEvent` (discriminated on `type`) under `$defs`."""
+    defs: dict[str, Any] = {}
+    tops: dict[str, Any] = {}
+    for name, adapter in (("ClientMessage", _client_adapter), ("ServerEvent", _server_adapter)):
+        schema = adapter.json_schema(ref_template="#/$defs/{model}")
+        defs.update(schema.pop("$defs"))
+        tops[name] = schema
+    # Defaults make server events easy to build; on the wire every field but the omitted ones is there.
+    always_sent: tuple[type[BaseModel], ...] = (*SERVER_EVENTS, Citation)
+    for model in always_sent:
+        definition = defs[model.__name__]
+        definition["required"] = [n for n, f in model.model_fields.items() if f.exclude_if is None]
+        for name in definition["required"]:
+            definition["properties"][name].pop("default", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://voicebot.dev/protocol/v{PROTOCOL_VERSION}.schema.json",
+        "title": f"Voicebot voice protocol v{PROTOCOL_VERSION}",
+        "description": "Text frames of WebSocket /v1/voice (docs/protocol.md); binary frames are audio.",
+        "anyOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerEvent"}],
+        "$defs": {**tops, **dict(sorted(defs.items()))},
+    }
+
+
+SCHEMA_PATH = "docs/protocol.schema.json"  # relative to the repository root
+
+
+def schema_text() -> str:
+    """The schema as docs/protocol.schema.json holds it (`python -m orchestrator.protocol`)."""
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 @dataclass(frozen=True)
@@ -195,3 +366,7 @@ class AudioHeader:
         if kind != cls.KIND_AUDIO or version != PROTOCOL_VERSION:
             raise ValueError(f"not a v{PROTOCOL_VERSION} audio frame")
         return cls(turn, seq, rate), frame[cls.SIZE :]
+
+
+if __name__ == "__main__":  # `make protocol-schema`
+    print(schema_text(), end="")

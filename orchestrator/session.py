@@ -1,10 +1,14 @@
-"""A voice session: the turn state machine behind one WebSocket (protocol in docs/protocol.md).
+"""A voice session: the turns behind one WebSocket (protocol in docs/protocol.md).
 
-States: idle → recording (turn.start … audio … turn.end) → answering → idle. A `turn.start`
-while answering is a barge-in: the answer task is cancelled (closing the LLM and TTS streams on
-Triton) and the client is told to drop that turn's queued audio (`audio.clear`). Each recording
-streams its audio to `asr` as a Triton sequence, so partial transcripts arrive while the button
-is held and the final one needs only the last chunk decoded.
+Its phases and their transitions are in orchestrator/turn.py: idle → listening (turn.start …
+audio) → transcribing (turn.end) → answering → speaking → done, cancelled or failed. A
+`turn.start` during an answer is a barge-in: the answer task is cancelled (closing the LLM and
+TTS streams on Triton) and the client is told to drop that turn's queued audio (`audio.clear`).
+Each recording streams its audio to `asr` as a Triton sequence, so partial transcripts arrive
+while the button is held and the final one needs only the last chunk decoded.
+
+Read a spoken turn top to bottom: `_turn_start` → `on_audio` → `_turn_end` → `_converse`
+(transcribe, answer) → `_finish`; `_cancel` is the other way out.
 """
 
 from __future__ import annotations
@@ -13,17 +17,16 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from orchestrator.errors import StageTimeout, VoicebotError
 from orchestrator.history import Outcome, SessionHistory, TurnRecord
-from orchestrator.inference import ModelClients
+from orchestrator.inference import Models
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import (
     AnswerOptions,
@@ -31,7 +34,6 @@ from orchestrator.pipeline import (
     Retriever,
     Sink,
     Source,
-    Timings,
     answer,
     prompt_for,
 )
@@ -40,19 +42,26 @@ from orchestrator.protocol import (
     INPUT_SAMPLE_RATE,
     INPUT_SAMPLE_WIDTH,
     PROTOCOL_VERSION,
+    AudioClear,
     ErrorCode,
+    ErrorEvent,
     ProtocolError,
+    SessionReady,
     SessionStart,
     TextQuestion,
+    TranscriptFinal,
+    TranscriptPartial,
     TurnCancel,
+    TurnDone,
     TurnEnd,
+    TurnOutcome,
     TurnStart,
-    error_event,
-    event,
+    TurnStarted,
     parse_client_message,
     validate_audio_frame,
 )
 from orchestrator.speculation import Speculator
+from orchestrator.turn import Phase, Turn
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,26 @@ class SessionConfig:
     speculation: bool = True  # retrieve and prefill on partial transcripts (orchestrator/speculation.py)
 
 
+@dataclass(frozen=True)
+class SessionContext:
+    """Everything a session is built from, in one place (AppState.new_session makes it)."""
+
+    models: Models
+    retrieve: Retriever
+    metrics: Metrics
+    config: SessionConfig
+    # Who owns the session, and where it is resumed from and recorded (None: kept in memory only).
+    subject: str = "anonymous"
+    store: SessionHistory | None = None
+    session_id: str | None = None  # the id the session token was issued for
+    resume: bool = False  # the token was issued to resume `session_id`
+    # True while the gateway drains for a restart: turns in flight finish, new ones are refused.
+    draining: Callable[[], bool] = lambda: False
+    # The words of the documents, for the ASR to expect (AppState caches it per collection).
+    vocabulary: Callable[[], str] = lambda: ""
+    on_close: Callable[[VoiceSession], None] = lambda session: None
+
+
 class AsrStream:
     """Feeds one turn's audio to the `asr` sequence in ASR_CHUNK_S pieces, off the receive loop.
 
@@ -77,7 +106,7 @@ class AsrStream:
 
     def __init__(
         self,
-        models: ModelClients,
+        models: Models,
         language: str | None,
         on_partial: Callable[[str], Awaitable[None]],
         prompt: str = "",
@@ -140,41 +169,57 @@ class AsrStream:
             self._final.cancel()
 
 
-@dataclass(eq=False)  # identity: the gateway keeps open sessions in a set
+@dataclass(eq=False)
+class VoiceTurn(Turn):
+    """A turn of a voice session, with what it holds while it is in flight."""
+
+    asr: AsrStream | None = None  # while LISTENING
+    audio_bytes: int = 0
+    speculator: Speculator | None = None  # the recording's (then its answer's) speculation
+    task: asyncio.Task[None] | None = None  # from the release (or the typed question) to turn.done
+
+    @property
+    def in_flight(self) -> bool:
+        """Its transcription or answer is still running."""
+        return self.task is not None and not self.task.done()
+
+    async def stop_speculating(self) -> None:
+        speculator, self.speculator = self.speculator, None
+        if speculator is not None:
+            await speculator.aclose()
+
+    async def stop_listening(self) -> None:
+        await self.stop_speculating()
+        asr, self.asr = self.asr, None
+        if asr is not None:
+            await asr.aclose()
+
+
 class VoiceSession:
-    sink: Sink
-    models: ModelClients
-    retrieve: Retriever
-    metrics: Metrics
-    config: SessionConfig
-    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    history: list[Exchange] = field(default_factory=list)
-    language: str | None = None
-    voice: str = ""
-    started: bool = False
-    _turn: int = 0
-    _asr: AsrStream | None = None
-    _audio_bytes: int = 0
-    _answering: asyncio.Task[None] | None = None
-    _answering_turn: int = 0
-    # Set by the gateway while it drains for a restart: turns in flight finish, new ones are refused.
-    draining: Callable[[], bool] = lambda: False
-    # The words of the documents, for the ASR to expect (AppState caches it per collection).
-    vocabulary: Callable[[], str] = lambda: ""
-    on_close: Callable[[VoiceSession], None] = lambda session: None
-    # Who owns the session, and where it is resumed from and recorded (None: kept in memory only).
-    subject: str = "anonymous"
-    store: SessionHistory | None = None
-    resume_session: bool = False  # the session token was issued to resume `session_id`
-    _asked: str | None = None  # the question of the turn in flight, once known
-    _discarding: bool = False  # the rest of a turn dropped for its size is ignored
-    _writes: set[asyncio.Task[None]] = field(default_factory=set)
-    _speculator: Speculator | None = None  # the recording's (then its answer's) speculation
+    """One WebSocket's conversation: client messages in (`on_text`, `on_audio`), typed events and
+    audio out to `sink`. Its state is its current turn's phase (orchestrator/turn.py)."""
+
+    def __init__(self, sink: Sink, context: SessionContext) -> None:
+        self.sink = sink
+        self.context = context
+        self.config = context.config
+        self.metrics = context.metrics
+        self.session_id = context.session_id or uuid.uuid4().hex
+        self.history: list[Exchange] = []
+        self.language: str | None = None
+        self.voice = ""
+        # The current turn: before session.start a NEW placeholder, then IDLE until the first turn.
+        self.turn = VoiceTurn(0, Phase.NEW)
+        self._writes: set[asyncio.Task[None]] = set()
+
+    @property
+    def phase(self) -> Phase:
+        return self.turn.phase
 
     @property
     def busy(self) -> bool:
         """A recording or an answer is in flight (draining waits for it)."""
-        return self._asr is not None or (self._answering is not None and not self._answering.done())
+        return self.phase.live or self.turn.in_flight
 
     # ---- inbound ---------------------------------------------------------------------
 
@@ -183,130 +228,140 @@ class VoiceSession:
             message = parse_client_message(raw)
             if isinstance(message, SessionStart):
                 await self._start_session(message)
-            elif not self.started:
+            elif self.phase is Phase.NEW:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "send session.start first")
             elif isinstance(message, TurnStart):
                 await self._turn_start()
             elif isinstance(message, TurnEnd):
                 await self._turn_end()
             elif isinstance(message, TurnCancel):
-                await self._cancel(reason="cancelled")
+                await self._cancel()
             elif isinstance(message, TextQuestion):
                 await self._text(message)
         except ProtocolError as e:
             await self._error(e.code, e.message)
 
     async def on_audio(self, frame: bytes) -> None:
+        turn = self.turn
         try:
-            if self._asr is None and self._discarding:
+            if turn.phase is Phase.DISCARDING:
                 return  # the rest of a turn already dropped as too large
-            if self._asr is None:
+            if turn.phase is not Phase.LISTENING or turn.asr is None:
                 raise ProtocolError(
                     ErrorCode.BAD_AUDIO, "audio received outside a turn; send turn.start first"
                 )
             validate_audio_frame(frame)
             limit = int(self.config.max_turn_audio_s * INPUT_SAMPLE_RATE) * INPUT_SAMPLE_WIDTH
-            if self._audio_bytes + len(frame) > limit:
-                await self._abandon_recording()
-                self._discarding = True
+            if turn.audio_bytes + len(frame) > limit:
+                await turn.stop_listening()
+                turn.to(Phase.DISCARDING)
                 await self._error(
                     ErrorCode.TOO_LARGE,
                     f"turn audio is over {self.config.max_turn_audio_s:.0f} s; the turn was dropped",
                 )
-                await self.sink.send_text(event("turn.done", turn=self._turn, outcome="error", timings={}))
+                await self.sink.send_event(TurnDone(turn=turn.number, outcome="error", timings={}))
                 return
-            self._audio_bytes += len(frame)
-            self._asr.feed(frame)
+            turn.audio_bytes += len(frame)
+            turn.asr.feed(frame)
         except ProtocolError as e:
             await self._error(e.code, e.message)
 
     async def close(self) -> None:
-        await self._cancel(reason="cancelled", notify=False)
+        await self._cancel(notify=False)
         if self._writes:  # turns being recorded get their chance to land
             await asyncio.wait(self._writes, timeout=STORE_WRITE_TIMEOUT_S)
-        if self.started:
+        if self.phase is not Phase.NEW:
             self.metrics.open_sessions.dec()
-        self.on_close(self)
+        self.context.on_close(self)
 
     async def end_for_shutdown(self) -> None:
         """Draining is over: tell the client to reconnect (the server then closes with 1012)."""
-        await self.sink.send_text(
-            error_event(
-                ErrorCode.SHUTTING_DOWN, "the server is restarting; reconnect to continue", fatal=True
+        await self.sink.send_event(
+            ErrorEvent(
+                code=ErrorCode.SHUTTING_DOWN,
+                message="the server is restarting; reconnect to continue",
+                fatal=True,
             )
         )
 
     def _refuse_while_draining(self) -> None:
-        if self.draining():
+        if self.context.draining():
             raise ProtocolError(
                 ErrorCode.SHUTTING_DOWN, "the server is restarting; reconnect to ask a new question"
             )
 
-    # ---- transitions -----------------------------------------------------------------
+    # ---- the session -----------------------------------------------------------------
 
     async def _start_session(self, message: SessionStart) -> None:
-        if self.started:
+        if self.phase is not Phase.NEW:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "the session has already started")
         self.language = message.language
         self.voice = message.voice or self.config.options.voice
-        resumed = await self._resume(message.session_id)
-        self.started = True
+        last_turn = await self._resume(message.session_id)
+        self.turn.to(Phase.IDLE)
+        self.turn.number = last_turn or 0  # the next turn is numbered after the last stored one
         self.metrics.open_sessions.inc()
-        await self.sink.send_text(
-            event(
-                "session.ready",
+        await self.sink.send_event(
+            SessionReady(
                 session_id=self.session_id,
                 protocol=PROTOCOL_VERSION,
                 input_sample_rate=INPUT_SAMPLE_RATE,
-                resumed=resumed,
-                turns=self._turn,
+                resumed=last_turn is not None,
+                turns=last_turn or 0,
             )
         )
 
-    async def _resume(self, requested: str | None) -> bool:
+    async def _resume(self, requested: str | None) -> int | None:
         """Continue a stored session of this subject: the one `session.start` names, else the one
-        the session token was issued to resume. History and turn numbering continue; an unknown
-        or foreign id gets `not_found` and a new session."""
-        if self.store is None:
+        the session token was issued to resume; the last turn's number, or None for a new session.
+        An unknown or foreign id gets `not_found` and a new session."""
+        store = self.context.store
+        if store is None:
             if requested:
                 self.session_id = requested
-            return False
-        candidate = requested or (self.session_id if self.resume_session else None)
+            return None
+        candidate = requested or (self.session_id if self.context.resume else None)
         if candidate is None:
-            return False
+            return None
         try:
-            resumed = await self.store.resume(candidate, self.subject)
+            resumed = await store.resume(candidate, self.context.subject)
         except VoicebotError as e:
             log.warning("session not resumed", extra={"session": candidate, "code": e.code.value})
             await self._error(e.code, f"the session could not be loaded ({e.message}); this is a new session")
-            return False
+            return None
         if resumed is None:
             await self._error(ErrorCode.NOT_FOUND, "no such session to resume; this is a new session")
-            return False
+            return None
         self.session_id = candidate
         self.history = resumed.history
-        self._turn = resumed.last_turn
-        return True
+        return resumed.last_turn
+
+    # ---- a turn, top to bottom -------------------------------------------------------
+
+    async def _next_turn(self, phase: Phase) -> VoiceTurn:
+        """End what is in flight (a barge-in when an answer is), then begin the next turn."""
+        self._refuse_while_draining()
+        await self._cancel()
+        if self.turn.phase is Phase.DISCARDING:
+            self.turn.to(Phase.FAILED)  # its release will not come now
+        self.turn.check_followable()
+        self.turn = VoiceTurn.begin(self.turn.number + 1, phase)
+        return self.turn
 
     async def _turn_start(self) -> None:
         self._refuse_while_draining()
-        if self._answering is not None and not self._answering.done():
+        if self.turn.in_flight:
             self.metrics.barge_ins.inc()
-        await self._cancel(reason="cancelled")
-        self._discarding = False
-        self._turn += 1
-        turn = self._turn
-
-        speculator = self._speculator = self._new_speculator()
+        turn = await self._next_turn(Phase.LISTENING)
+        speculator = turn.speculator = self._new_speculator()
 
         async def partial(text: str) -> None:
-            await self.sink.send_text(event("transcript.partial", turn=turn, text=text))
+            await self.sink.send_event(TranscriptPartial(turn=turn.number, text=text))
             if speculator is not None:
                 speculator.on_partial(text)
 
-        self._asr = AsrStream(self.models, self.language, partial, prompt=self.vocabulary())
-        self._audio_bytes = 0
-        await self.sink.send_text(event("turn.started", turn=turn))
+        turn.asr = AsrStream(self.context.models, self.language, partial, prompt=self.context.vocabulary())
+        await self.sink.send_event(TurnStarted(turn=turn.number))
 
     def _new_speculator(self) -> Speculator | None:
         if not self.config.speculation:
@@ -317,44 +372,34 @@ class VoiceSession:
         def prefix_for(sources: Sequence[Source]) -> str:
             return prompt_for("", sources, history, options).prefix
 
-        return Speculator(self.retrieve, self.models, prefix_for, self.metrics)
-
-    async def _stop_speculating(self) -> None:
-        speculator, self._speculator = self._speculator, None
-        if speculator is not None:
-            await speculator.aclose()
+        return Speculator(self.context.retrieve, self.context.models, prefix_for, self.metrics)
 
     async def _turn_end(self) -> None:
-        if self._asr is None and self._discarding:
-            self._discarding = False  # the release of a turn already dropped (and done)
+        turn = self.turn
+        if turn.phase is Phase.DISCARDING:
+            turn.to(Phase.FAILED)  # the release of a turn already dropped (and done)
             return
-        if self._asr is None:
+        if turn.phase is not Phase.LISTENING or turn.asr is None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "turn.end without turn.start")
-        asr, self._asr = self._asr, None
-        turn = self._turn
-        t0 = time.monotonic()
-        timings = Timings()
-        self._launch(turn, self._transcribe_then_answer(asr, turn, t0, timings))
+        asr, turn.asr = turn.asr, None
+        turn.to(Phase.TRANSCRIBING)
+        turn.restart_clock()  # a spoken turn's timings count from the release
+        self._launch(turn, self._converse(turn, asr))
 
     async def _text(self, message: TextQuestion) -> None:
         if len(message.text) > self.config.max_text_chars:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"text is over {self.config.max_text_chars} characters")
-        self._refuse_while_draining()
-        await self._cancel(reason="cancelled")
-        self._discarding = False
-        self._turn += 1
-        turn = self._turn
-        self._asked = message.text
-        await self.sink.send_text(event("turn.started", turn=turn))
+        turn = await self._next_turn(Phase.ANSWERING)
+        turn.question = message.text
+        await self.sink.send_event(TurnStarted(turn=turn.number))
         options = replace(self.config.options, voice=self.voice, speak=message.speak)
-        self._launch(turn, self._answer(message.text, turn, time.monotonic(), Timings(), options))
+        self._launch(turn, self._answer(turn, message.text, options))
 
-    def _launch(self, turn: int, work: Coroutine[Any, Any, None]) -> None:
-        self._answering = asyncio.create_task(work, name=f"turn-{self.session_id}-{turn}")
-        self._answering_turn = turn
+    def _launch(self, turn: VoiceTurn, work: Coroutine[Any, Any, None]) -> None:
+        turn.task = asyncio.create_task(work, name=f"turn-{self.session_id}-{turn.number}")
 
-    async def _transcribe_then_answer(self, asr: AsrStream, turn: int, t0: float, timings: Timings) -> None:
-        speculator = self._speculator
+    async def _converse(self, turn: VoiceTurn, asr: AsrStream) -> None:
+        """A released recording: its final transcript, then its answer."""
         try:
             try:
                 question = await asyncio.wait_for(asr.finish(), timeout=self.config.asr_timeout_s)
@@ -362,135 +407,130 @@ class VoiceSession:
                 raise StageTimeout("transcription took too long") from e
             finally:
                 await asr.aclose()
-            timings.asr_final = (time.monotonic() - t0) * 1000
-            self.metrics.stage_duration.labels("asr_final").observe(timings.asr_final / 1000)
-            await self.sink.send_text(event("transcript.final", turn=turn, text=question))
-            self._asked = question or None
+            turn.timings.asr_final = turn.elapsed_ms()
+            self.metrics.stage_duration.labels("asr_final").observe(turn.timings.asr_final / 1000)
+            await self.sink.send_event(TranscriptFinal(turn=turn.number, text=question))
+            turn.question = question or None
             if not question:
-                await self._done(turn, timings, t0, "ok", note="no speech heard")
+                await self._finish(turn, Phase.DONE, note="no speech heard")
                 return
-            retrieve = speculator.retriever() if speculator is not None else self.retrieve
-            options = replace(self.config.options, voice=self.voice)
-            await self._answer(question, turn, t0, timings, options, retrieve=retrieve)
+            retrieve = turn.speculator.retriever() if turn.speculator is not None else None
+            turn.to(Phase.ANSWERING)
+            await self._answer(turn, question, replace(self.config.options, voice=self.voice), retrieve)
         except VoicebotError as e:
-            await self._turn_failed(turn, e, timings, t0)
+            await self._failed(turn, e)
         finally:
             # No speech heard, or ASR failed: this turn's speculation must not outlive it.
-            if speculator is not None and self._speculator is speculator:
-                await self._stop_speculating()
+            await turn.stop_speculating()
 
     async def _answer(
-        self,
-        question: str,
-        turn: int,
-        t0: float,
-        timings: Timings,
-        options: AnswerOptions,
-        retrieve: Retriever | None = None,
+        self, turn: VoiceTurn, question: str, options: AnswerOptions, retrieve: Retriever | None = None
     ) -> None:
         try:
             result = await answer(
                 question,
-                turn=turn,
-                t0=t0,
+                turn,
                 sink=self.sink,
-                models=self.models,
-                retrieve=retrieve or self.retrieve,
+                models=self.context.models,
+                retrieve=retrieve or self.context.retrieve,
                 history=self.history[-HISTORY_TURNS:],
                 options=options,
-                timings=timings,
                 metrics=self.metrics,
             )
         except VoicebotError as e:
-            await self._turn_failed(turn, e, timings, t0)
+            await self._failed(turn, e)
             return
         finally:
-            speculator = self._speculator
-            if speculator is not None and retrieve is not None:
-                timings.extra.update(speculator.stats.as_timings())
-                await self._stop_speculating()
+            if turn.speculator is not None:  # a spoken turn: say what its speculation did
+                turn.timings.extra.update(turn.speculator.stats.as_timings())
+                await turn.stop_speculating()
         self.history.append(Exchange(question, result.text))
         del self.history[:-HISTORY_TURNS]  # bounded: only the recent exchanges go into prompts
-        await self._done(turn, timings, t0, "ok", result=result)
+        await self._finish(turn, Phase.DONE, result=result)
 
-    async def _done(
-        self,
-        turn: int,
-        timings: Timings,
-        t0: float,
-        outcome: str,
-        note: str = "",
-        result: AnswerResult | None = None,
+    async def _finish(
+        self, turn: VoiceTurn, phase: Phase, *, note: str = "", result: AnswerResult | None = None
     ) -> None:
-        timings.total = (time.monotonic() - t0) * 1000
+        """The turn is over (DONE or FAILED): count it, store it, then say so (`turn.done`)."""
+        timings = turn.timings
+        timings.total = turn.elapsed_ms()
+        outcome: TurnOutcome = "ok" if phase is Phase.DONE else "error"
         self.metrics.stage_duration.labels("turn_total").observe(timings.total / 1000)
         self.metrics.turns.labels(outcome).inc()
-        write = self._record(turn, "ok" if outcome == "ok" else "error", timings.as_dict(), result)
+        write = self._record(turn, outcome, timings.as_dict(), result)
         if write is not None:  # stored before turn.done, so a client that reloads finds it
             await asyncio.shield(write)
-        fields: dict[str, object] = {"turn": turn, "timings": timings.as_dict(), "outcome": outcome}
-        if note:
-            fields["note"] = note
-        await self.sink.send_text(event("turn.done", **fields))
+        turn.to(phase)
+        await self.sink.send_event(
+            TurnDone(turn=turn.number, outcome=outcome, timings=timings.as_dict(), note=note or None)
+        )
 
-    async def _turn_failed(self, turn: int, e: VoicebotError, timings: Timings, t0: float) -> None:
-        log.warning("turn failed", extra={"session": self.session_id, "turn": turn, "code": e.code.value})
+    async def _failed(self, turn: VoiceTurn, e: VoicebotError) -> None:
+        log.warning(
+            "turn failed", extra={"session": self.session_id, "turn": turn.number, "code": e.code.value}
+        )
         self.metrics.errors.labels(e.code.value).inc()
-        await self.sink.send_text(error_event(e.code, e.message, turn=turn))
-        await self._done(turn, timings, t0, "error")
+        await self.sink.send_event(ErrorEvent(code=e.code, message=e.message, turn=turn.number))
+        await self._finish(turn, Phase.FAILED)
 
-    async def _abandon_recording(self) -> None:
-        await self._stop_speculating()
-        if self._asr is not None:
-            asr, self._asr = self._asr, None
-            await asr.aclose()
-
-    async def _cancel(self, *, reason: str, notify: bool = True) -> None:
+    async def _cancel(self, *, notify: bool = True) -> None:
         """Stop the recording and/or the answer in flight; tell the client to drop its audio."""
-        await self._abandon_recording()
-        task, self._answering = self._answering, None
-        if task is not None and not task.done():
+        turn = self.turn
+        await turn.stop_listening()
+        task = turn.task
+        answering = turn.in_flight
+        if task is not None and answering:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            self.metrics.turns.labels(reason).inc()
-            self._record(self._answering_turn, "cancelled", {}, None)  # written in the background
-            if notify:
-                await self.sink.send_text(event("audio.clear", turn=self._answering_turn))
-                await self.sink.send_text(
-                    event("turn.done", turn=self._answering_turn, outcome=reason, timings={})
-                )
+        if not turn.phase.live:
+            return  # over already (its turn.done was sent), or nothing began
+        turn.to(Phase.CANCELLED)
+        if not answering:
+            return  # a recording abandoned: nothing was said about it yet
+        self.metrics.turns.labels("cancelled").inc()
+        self._record(turn, "cancelled", {}, None)  # written in the background
+        if notify:
+            await self.sink.send_event(AudioClear(turn=turn.number))
+            await self.sink.send_event(TurnDone(turn=turn.number, outcome="cancelled", timings={}))
+
+    # ---- records and errors ----------------------------------------------------------
 
     def _record(
-        self, turn: int, outcome: Outcome, timings: dict[str, float | str | None], result: AnswerResult | None
+        self,
+        turn: VoiceTurn,
+        outcome: Outcome,
+        timings: dict[str, float | str | None],
+        result: AnswerResult | None,
     ) -> asyncio.Task[None] | None:
         """Stores the finished turn in the background (a task the session owns and awaits at close).
 
-        Only turns with a question are stored; the answer only when it finished."""
-        question, self._asked = self._asked, None
-        if self.store is None or not question:
+        Only turns with a question are stored, once; the answer only when it finished."""
+        question, turn.question = turn.question, None
+        if self.context.store is None or not question:
             return None
         answered = result if outcome == "ok" else None
         record = TurnRecord(
-            turn=turn,
+            turn=turn.number,
             question=question,
             outcome=outcome,
             answer=answered.text if answered else "",
             citations=[s.public() for s in answered.sources] if answered else [],
             timings=timings,
         )
-        task = asyncio.create_task(self._write(record), name=f"record-{self.session_id}-{turn}")
+        task = asyncio.create_task(self._write(record), name=f"record-{self.session_id}-{turn.number}")
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         return task
 
     async def _write(self, record: TurnRecord) -> None:
         """A failed write is logged and counted; the conversation goes on."""
-        assert self.store is not None
+        store = self.context.store
+        assert store is not None
         try:
             await asyncio.wait_for(
-                self.store.record(
-                    self.session_id, self.subject, record, language=self.language, voice=self.voice
+                store.record(
+                    self.session_id, self.context.subject, record, language=self.language, voice=self.voice
                 ),
                 STORE_WRITE_TIMEOUT_S,
             )
@@ -503,4 +543,4 @@ class VoiceSession:
 
     async def _error(self, code: ErrorCode, message: str) -> None:
         self.metrics.errors.labels(code.value).inc()
-        await self.sink.send_text(error_event(code, message, turn=self._turn or None))
+        await self.sink.send_event(ErrorEvent(code=code, message=message, turn=self.turn.number or None))

@@ -30,10 +30,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from orchestrator.errors import VoicebotError
 from orchestrator.grounding import terms
+from orchestrator.inference import Models
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import Retriever, Source
 
@@ -43,12 +43,6 @@ DEBOUNCE_S = 0.6  # least time between two speculations of one turn
 MAX_PER_TURN = 4  # most speculative retrievals (and so prefills) one turn may start
 MIN_TERMS = 2  # a partial transcript needs this many content words to be worth a search
 HIT_TOP = 2  # the final search's first passages a warmed prompt must hold to be used
-
-
-class Prefiller(Protocol):
-    async def prefill(self, prompt: str) -> int | None:
-        """Evaluate `prompt` so that its state is cached; its token count, None if it was cancelled."""
-        ...
 
 
 def _key(source: Source) -> tuple[str, str]:
@@ -88,7 +82,7 @@ class Speculator:
     `retriever()` is the pipeline's Retriever (hit → the warmed passages)."""
 
     retrieve: Retriever
-    models: Prefiller
+    models: Models  # only `prefill`: evaluate a prefix so its state is cached (None: cancelled)
     prefix_for: Callable[[Sequence[Source]], str]
     metrics: Metrics
     debounce_s: float = DEBOUNCE_S

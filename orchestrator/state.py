@@ -22,22 +22,22 @@ from ingest.search import search
 from ingest.vocabulary import collection_vocabulary
 from orchestrator.auth import Caller, Gatekeeper
 from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
-from orchestrator.history import SessionStore
-from orchestrator.inference import DNS_SCHEME, ModelClients, SequenceRouter, balancing_channel_args
+from orchestrator.history import SessionHistory, SessionStore
+from orchestrator.inference import DNS_SCHEME, ModelClients, Models, SequenceRouter, balancing_channel_args
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import (
     AnswerOptions,
     AnswerResult,
     Sink,
     Source,
-    Timings,
     answer,
     sources_from_hits,
 )
 from orchestrator.prompt import Exchange
 from orchestrator.protocol import plain_text
-from orchestrator.session import SessionConfig, VoiceSession
+from orchestrator.session import SessionConfig, SessionContext, VoiceSession
 from orchestrator.settings import Settings
+from orchestrator.turn import Phase, Turn
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     pool: AsyncConnectionPool | None = None
     triton: grpcclient.InferenceServerClient | None = None
-    models: ModelClients | None = None
+    models: Models | None = None  # ModelClients once open(); one seam for every model call
     triton_router: SequenceRouter | None = None  # with a dns:/// Triton URL (several replicas)
     embedder: TritonEmbedder | None = None
     sessions: set[VoiceSession] = field(default_factory=set)
@@ -254,18 +254,26 @@ class AppState:
             options = replace(options, max_tokens=min(max_tokens, options.max_tokens))
         return await answer(
             question,
-            turn=1,
-            t0=time.monotonic(),
+            Turn.begin(1, Phase.ANSWERING),
             sink=sink,
             models=self.models,
             retrieve=self.retrieve,
             history=history,
             options=options,
-            timings=Timings(),
             metrics=self.metrics,
         )
 
-    def new_session(self, sink: Sink) -> VoiceSession:
+    def new_session(
+        self,
+        sink: Sink,
+        *,
+        subject: str = "anonymous",
+        store: SessionHistory | None = None,
+        session_id: str | None = None,
+        resume: bool = False,
+    ) -> VoiceSession:
+        """A voice session for `subject`, recorded in `store` (None: kept in memory only); a session
+        token may name the session and ask to resume it."""
         assert self.models is not None, "open() first"
         config = SessionConfig(
             max_turn_audio_s=self.settings.max_turn_audio_s,
@@ -274,15 +282,19 @@ class AppState:
             options=self.answer_options(),
             speculation=self.settings.speculation,
         )
-        session = VoiceSession(
-            sink=sink,
+        context = SessionContext(
             models=self.models,
             retrieve=self.retrieve,
             metrics=self.metrics,
             config=config,
+            subject=subject,
+            store=store,
+            session_id=session_id,
+            resume=resume,
             draining=lambda: self.draining,
-            on_close=self.sessions.discard,
             vocabulary=self.vocabulary,
+            on_close=self.sessions.discard,
         )
+        session = VoiceSession(sink, context)
         self.sessions.add(session)
         return session

@@ -149,3 +149,107 @@ GPU_MEMORY_GIB: dict[str, float] = {
 # MiniLM; Piper medium), rounded up. vLLM takes `gpu_memory_utilization` of the whole GPU.
 MODEL_INSTANCE_GPU_GIB: dict[str, float] = {"asr": 2.5, "embed": 0.6, "tts": 0.8}
 GPU_HEADROOM_GIB = 1.0  # fragmentation, the driver, a second context during a model reload
+
+
+# ---- the voice protocol: orchestrator/protocol.py (its JSON Schema) ↔ ui/lib/protocol.ts, docs/protocol.md
+
+UI_PROTOCOL = REPO / "ui" / "lib" / "protocol.ts"
+PROTOCOL_DOC = REPO / "docs" / "protocol.md"
+_TS_BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+_TS_LINE_COMMENT = re.compile(r"(^|\s)//[^\n]*")
+_TS_FIELD = re.compile(r"^(?P<name>\w+)(?P<optional>\?)?\s*:\s*(?P<type>.+)$", re.DOTALL)
+
+
+def _ts_source() -> str:
+    text = UI_PROTOCOL.read_text(encoding="utf-8")
+    return _TS_LINE_COMMENT.sub(r"\1", _TS_BLOCK_COMMENT.sub("", text))
+
+
+def _split_top(text: str, separators: str) -> list[str]:
+    """`text` split at the `separators` that are outside braces, brackets and parentheses."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += (char in "{[(" and 1) or 0
+        depth -= (char in "}])" and 1) or 0
+        if depth == 0 and char in separators:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
+
+
+def _ts_fields(body: str) -> dict[str, tuple[bool, str]]:
+    """`name?: type; …` → {name: (optional, type)}."""
+    fields = {}
+    for member in _split_top(body, ";\n"):
+        match = _TS_FIELD.match(member)
+        assert match, f"cannot read the TypeScript member {member!r} in {UI_PROTOCOL}"
+        fields[match["name"]] = (bool(match["optional"]), match["type"].strip())
+    return fields
+
+
+def ts_union(name: str) -> dict[str, dict[str, bool]]:
+    """The object variants of `export type <name> = | { type: "…"; … } | …;` in ui/lib/protocol.ts:
+    each variant's `type` literal → {field: optional}."""
+    source = _ts_source()
+    start = source.index(f"export type {name} =") + len(f"export type {name} =")
+    end = start
+    depth = 0
+    while depth or source[end] != ";":  # the `;` that ends the declaration
+        depth += {"{": 1, "}": -1}.get(source[end], 0)
+        end += 1
+    variants: dict[str, dict[str, bool]] = {}
+    for variant in _split_top(source[start:end], "|"):
+        assert variant[0] + variant[-1] == "{}", f"{name}: not an object type: {variant!r}"
+        fields = _ts_fields(variant[1:-1])
+        literal = fields.pop("type")[1]
+        assert re.fullmatch(r'"[\w.]+"', literal), f"{name}: a variant's type is not one literal: {literal}"
+        variants[literal.strip('"')] = {field: optional for field, (optional, _) in fields.items()}
+    return variants
+
+
+def ts_interface(name: str) -> dict[str, bool]:
+    """`export interface <name> { … }` in ui/lib/protocol.ts: {field: optional}."""
+    source = _ts_source()
+    match = re.search(rf"export interface {name} \{{(?P<body>[^}}]*)\}}", source)
+    assert match, f"no interface {name} in {UI_PROTOCOL}"
+    return {field: optional for field, (optional, _) in _ts_fields(match["body"]).items()}
+
+
+def ts_string_union(name: str) -> set[str]:
+    """`export type <name> = "a" | "b";` → {"a", "b"}."""
+    source = _ts_source()
+    match = re.search(rf"export type {name} =(?P<body>[^;]*);", source)
+    assert match, f"no type {name} in {UI_PROTOCOL}"
+    return set(re.findall(r'"([^"]+)"', match["body"]))
+
+
+def ts_string_set(name: str) -> set[str]:
+    """`const <name> = new Set<string>([...])` → its strings."""
+    source = _ts_source()
+    match = re.search(rf"const {name} = new Set<string>\(\[(?P<body>[^\]]*)\]\)", source)
+    assert match, f"no set {name} in {UI_PROTOCOL}"
+    return set(re.findall(r'"([^"]+)"', match["body"]))
+
+
+def doc_message_table(heading: str) -> dict[str, dict[str, bool]]:
+    """The message table under `## <heading>` in docs/protocol.md: each backticked message name →
+    {field: optional} from its fields column (`name?` optional; parenthesised notes skipped)."""
+    text = PROTOCOL_DOC.read_text(encoding="utf-8")
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n#", 1)[0]
+    table: dict[str, dict[str, bool]] = {}
+    for line in section.splitlines():
+        row = line.replace("\\|", "/")  # an escaped pipe inside a cell
+        cells = [c.strip() for c in row.strip().strip("|").split("|")] if row.startswith("| `") else []
+        if len(cells) < 2:
+            continue
+        name = cells[0].strip("`")
+        fields_cell = re.sub(r"\([^)]*\)", "", cells[1])
+        fields = {}
+        for token in re.findall(r"`([^`]+)`", fields_cell):
+            field = token.split(":", 1)[0].strip()
+            fields[field.rstrip("?")] = field.endswith("?")
+        table[name] = fields
+    return table

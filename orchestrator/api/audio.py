@@ -25,7 +25,7 @@ from orchestrator.api.responses import error_responses
 from orchestrator.api.uploads import LimitedUploadRoute
 from orchestrator.audio_io import ACCEPTED, TARGET_RATE, decode_pcm16, streaming_wav_header
 from orchestrator.errors import BadRequest, ModelFailed, TooLarge, VoicebotError
-from orchestrator.inference import AudioChunk, ModelClients, Transcript
+from orchestrator.inference import AudioChunk, Models, Transcript
 from orchestrator.state import AppState
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,7 @@ def _client_error(e: ModelFailed, engine_failure: str) -> VoicebotError:
     return e if engine_failure in e.message else BadRequest(e.message)
 
 
-async def transcribe_pcm(
-    models: ModelClients, pcm: npt.NDArray[np.int16], language: str | None
-) -> Transcript:
+async def transcribe_pcm(models: Models, pcm: npt.NDArray[np.int16], language: str | None) -> Transcript:
     """One file through `asr` as a sequence of ASR_REQUEST_S requests: START on the first, END on the last."""
     if pcm.size == 0 or int(np.abs(pcm.astype(np.int32)).max()) < SILENCE_PEAK:
         return Transcript("", True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -13,12 +12,17 @@ from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.responses import error_responses
 from orchestrator.api.streaming import drain
 from orchestrator.errors import VoicebotError
-from orchestrator.protocol import error_event
+from orchestrator.protocol import AnswerDelta, AnswerDone, ErrorEvent, ServerEvent, Sources
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
-# Pipeline event type → SSE event name.
-_SSE_NAMES = {"sources": "sources", "answer.delta": "delta", "answer.done": "done", "error": "error"}
+# The events this API carries, by their SSE event name; `data:` is the event's WebSocket JSON.
+_SSE_NAMES: dict[type[ServerEvent], str] = {
+    Sources: "sources",
+    AnswerDelta: "delta",
+    AnswerDone: "done",
+    ErrorEvent: "error",
+}
 
 
 class ChatRequest(BaseModel):
@@ -29,12 +33,12 @@ class _SseSink:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=256)
 
-    async def send_text(self, data: str) -> None:
-        name = _SSE_NAMES.get(json.loads(data)["type"])
+    async def send_event(self, event: ServerEvent) -> None:
+        name = _SSE_NAMES.get(type(event))
         if name:
-            await self.queue.put(f"event: {name}\ndata: {data}\n\n")
+            await self.queue.put(f"event: {name}\ndata: {event.to_json()}\n\n")
 
-    async def send_bytes(self, data: bytes) -> None:  # text only: no audio on this API
+    async def send_audio(self, frame: bytes) -> None:  # text only: no audio on this API
         return None
 
 
@@ -53,7 +57,7 @@ async def chat(body: ChatRequest, state: State, caller: CallerDep) -> StreamingR
             await state.answer_text(body.message, sink)
         except VoicebotError as e:
             state.metrics.errors.labels(e.code.value).inc()
-            await sink.send_text(error_event(e.code, e.message, turn=1))
+            await sink.send_event(ErrorEvent(code=e.code, message=e.message, turn=1))
         finally:
             await sink.queue.put(None)
 

@@ -26,6 +26,7 @@ from orchestrator.api.streaming import drain
 from orchestrator.errors import BadRequest, NotFound, VoicebotError
 from orchestrator.pipeline import AnswerResult
 from orchestrator.prompt import HISTORY_TURNS, Exchange
+from orchestrator.protocol import AnswerDelta, ServerEvent
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MODEL_NAME = "voicebot"
@@ -57,12 +58,11 @@ class _Collector:
     def __init__(self) -> None:
         self.deltas: asyncio.Queue[str | None] = asyncio.Queue()
 
-    async def send_text(self, data: str) -> None:
-        message = json.loads(data)
-        if message["type"] == "answer.delta":
-            await self.deltas.put(message["text"])
+    async def send_event(self, event: ServerEvent) -> None:
+        if isinstance(event, AnswerDelta):
+            await self.deltas.put(event.text)
 
-    async def send_bytes(self, data: bytes) -> None:
+    async def send_audio(self, frame: bytes) -> None:
         return None
 
 

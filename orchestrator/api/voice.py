@@ -27,7 +27,7 @@ from orchestrator.auth import (
     origin_allowed,
 )
 from orchestrator.errors import NotFound, RateLimited, Unauthorized, VoicebotError
-from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, error_event
+from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, ErrorEvent, ServerEvent
 from orchestrator.state import AppState
 
 log = logging.getLogger(__name__)
@@ -129,16 +129,18 @@ async def get_session(session_id: str, state: State, caller: CallerDep) -> Sessi
 
 
 class _WebSocketSink:
+    """The edge: events leave as JSON text frames, audio as binary frames."""
+
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
 
-    async def send_text(self, data: str) -> None:
+    async def send_event(self, event: ServerEvent) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
-            await self.websocket.send_text(data)
+            await self.websocket.send_text(event.to_json())
 
-    async def send_bytes(self, data: bytes) -> None:
+    async def send_audio(self, frame: bytes) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
-            await self.websocket.send_bytes(data)
+            await self.websocket.send_bytes(frame)
 
 
 def _subprotocol(websocket: WebSocket) -> tuple[str | None, str | None]:
@@ -162,7 +164,7 @@ async def _refuse(
     state.metrics.errors.labels(error.code.value).inc()
     if not accepted:
         await websocket.accept(subprotocol=_subprotocol(websocket)[0])
-    await websocket.send_text(error_event(error.code, error.message, fatal=True))
+    await websocket.send_text(ErrorEvent(code=error.code, message=error.message, fatal=True).to_json())
     await websocket.close(code=code, reason=error.message[:120])
 
 
@@ -221,12 +223,13 @@ async def _converse(
 ) -> None:
     await websocket.accept(subprotocol=_subprotocol(websocket)[0])
     sink = _WebSocketSink(websocket)
-    session = state.new_session(sink)
-    session.subject = caller.subject
-    session.store = state.session_store
-    if claims is not None:
-        session.session_id = claims.session_id
-        session.resume_session = claims.resume
+    session = state.new_session(
+        sink,
+        subject=caller.subject,
+        store=state.session_store,
+        session_id=claims.session_id if claims is not None else None,
+        resume=claims.resume if claims is not None else False,
+    )
     try:
         while True:
             message = await websocket.receive()
@@ -241,7 +244,9 @@ async def _converse(
             )
             if size > limit * ABUSE_FACTOR:
                 state.metrics.errors.labels(ErrorCode.TOO_LARGE.value).inc()
-                await sink.send_text(error_event(ErrorCode.TOO_LARGE, "frame far over the limit", fatal=True))
+                await sink.send_event(
+                    ErrorEvent(code=ErrorCode.TOO_LARGE, message="frame far over the limit", fatal=True)
+                )
                 await websocket.close(code=CLOSE_TOO_LARGE)
                 break
             if data is not None:

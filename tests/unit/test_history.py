@@ -94,14 +94,19 @@ async def _guide(question: str) -> list[Source]:
     return [SOURCE]
 
 
-def _session(models: FakeModels, store: FakeStore, sink: ListSink, **settings: Any) -> VoiceSession:
+def _session(
+    models: FakeModels,
+    store: FakeStore,
+    sink: ListSink,
+    *,
+    session_id: str | None = None,
+    resume: bool = False,
+    **settings: Any,
+) -> VoiceSession:
     state = AppState(Settings(dev_mode=True, **settings))
-    state.models = models  # type: ignore[assignment]  # a fake at the model seam
+    state.models = models  # a fake at the model seam
     state.retrieve = _guide  # type: ignore[method-assign]
-    session = state.new_session(sink)
-    session.subject = "key:7"
-    session.store = store
-    return session
+    return state.new_session(sink, subject="key:7", store=store, session_id=session_id, resume=resume)
 
 
 async def _ask(session: VoiceSession, sink: ListSink, text: str) -> dict[str, Any]:
@@ -195,8 +200,7 @@ def test_a_token_issued_to_resume_resumes_and_a_fresh_session_looks_nothing_up()
         sink = ListSink()
         store = FakeStore()
         store.sessions["s1"] = ("key:7", [_turn(1), _turn(2)])
-        session = _session(FakeModels(), store, sink)
-        session.session_id, session.resume_session = "s1", resume  # as the token says
+        session = _session(FakeModels(), store, sink, session_id="s1", resume=resume)  # as the token says
         await session.on_text(json.dumps({"type": "session.start"}))
         await session.close()
         return sink, store

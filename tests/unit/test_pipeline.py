@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import AsyncGenerator
 
-import numpy as np
 import pytest
 
-from orchestrator.errors import ModelUnavailable, StoreUnavailable
-from orchestrator.inference import AudioChunk, Usage
+from orchestrator.errors import StoreUnavailable
 from orchestrator.metrics import Metrics
-from orchestrator.pipeline import AnswerOptions, Source, Timings, answer
+from orchestrator.pipeline import AnswerOptions, Retriever, Source, answer
 from orchestrator.prompt import NO_ANSWER
-from orchestrator.protocol import AudioHeader
+from orchestrator.turn import Phase, Timings, Turn
+from tests.unit.fakes import FakeModels, ListSink
 
 SOURCE = Source(
     n=1,
@@ -28,66 +24,6 @@ SOURCE = Source(
 )
 
 
-class RecordingSink:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, object]] = []
-
-    async def send_text(self, data: str) -> None:
-        self.items.append(("event", json.loads(data)))
-
-    async def send_bytes(self, data: bytes) -> None:
-        header, pcm = AudioHeader.unpack(data)
-        self.items.append(("audio", (header, len(pcm))))
-
-    def events(self, type_: str) -> list[dict[str, object]]:
-        return [e for kind, e in self.items if kind == "event" and e["type"] == type_]  # type: ignore[index]
-
-    def audio_headers(self) -> list[AudioHeader]:
-        return [item[0] for kind, item in self.items if kind == "audio"]  # type: ignore[index]
-
-    def kinds(self) -> list[str]:
-        return [e["type"] if kind == "event" else "audio" for kind, e in self.items]  # type: ignore[index]
-
-
-class FakeModels:
-    def __init__(
-        self, deltas: list[str], *, tts_fails: bool = False, delta_delay: float = 0.0, tts_delay: float = 0.0
-    ) -> None:
-        self.deltas = deltas
-        self.tts_fails = tts_fails
-        self.tts_delay = tts_delay
-        self.delta_delay = delta_delay
-        self.prompts: list[str] = []
-        self.spoken: list[str] = []
-        self.closed: list[str] = []
-        self.speaking = asyncio.Event()
-
-    async def generate(
-        self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
-    ) -> AsyncGenerator[str, None]:
-        self.prompts.append(prompt)
-        try:
-            for delta in self.deltas:
-                await asyncio.sleep(self.delta_delay)
-                yield delta
-        finally:
-            self.closed.append("llm")
-
-    async def synthesize(
-        self, text: str, *, voice: str = "", speaking_rate: float = 1.0
-    ) -> AsyncGenerator[AudioChunk, None]:
-        if self.tts_fails:
-            raise ModelUnavailable("model 'tts' is unavailable: connection refused")
-        self.spoken.append(text)
-        self.speaking.set()
-        try:
-            for _ in range(2):
-                await asyncio.sleep(self.tts_delay)
-                yield AudioChunk(np.ones(160, dtype=np.int16), 16000)
-        finally:
-            self.closed.append("tts")
-
-
 async def _retrieve_ok(question: str) -> list[Source]:
     return [SOURCE]
 
@@ -96,24 +32,20 @@ async def _retrieve_down(question: str) -> list[Source]:
     raise StoreUnavailable("database is down")
 
 
-async def _run(
-    models: FakeModels, retrieve=_retrieve_ok, **opts: object
-) -> tuple[RecordingSink, Timings, object]:  # type: ignore[no-untyped-def]
-    sink = RecordingSink()
-    timings = Timings()
+async def _run(models: FakeModels, retrieve=_retrieve_ok, **opts: object) -> tuple[ListSink, Timings, object]:  # type: ignore[no-untyped-def]
+    sink = ListSink()
+    turn = Turn.begin(3, Phase.ANSWERING)
     result = await answer(
         "How do I start it?",
-        turn=3,
-        t0=time.monotonic(),
+        turn,
         sink=sink,
         models=models,
         retrieve=retrieve,
         history=[],
         options=AnswerOptions(**opts),  # type: ignore[arg-type]
-        timings=timings,
         metrics=Metrics(),
     )
-    return sink, timings, result
+    return sink, turn.timings, result
 
 
 def test_streams_sources_deltas_audio_and_done() -> None:
@@ -121,11 +53,9 @@ def test_streams_sources_deltas_audio_and_done() -> None:
     sink, timings, result = asyncio.run(_run(models))
     kinds = sink.kinds()
     assert kinds[0] == "sources"
-    assert sink.events("sources")[0]["sources"][0]["title"] == "Guide"  # type: ignore[index]
-    assert (
-        "".join(e["text"] for e in sink.events("answer.delta")) == "Run make up [1]. Then open the URL [1]."
-    )  # type: ignore[misc]
-    assert sink.events("answer.done")[0]["text"] == "Run make up [1]. Then open the URL [1]."
+    assert sink.of("sources")[0]["sources"][0]["title"] == "Guide"  # type: ignore[index]
+    assert "".join(e["text"] for e in sink.of("answer.delta")) == "Run make up [1]. Then open the URL [1]."  # type: ignore[misc]
+    assert sink.of("answer.done")[0]["text"] == "Run make up [1]. Then open the URL [1]."
     assert models.spoken == ["Run make up.", "Then open the URL."]  # citations are not read aloud
     assert kinds.count("audio") == 4
     assert [h.seq for h in sink.audio_headers()] == [0, 1, 2, 3]
@@ -141,7 +71,7 @@ def test_streams_sources_deltas_audio_and_done() -> None:
 
 
 def test_first_sentence_is_spoken_before_generation_ends() -> None:
-    models = FakeModels(["First sentence. ", "Second", " sentence", " here", "."], delta_delay=0.01)
+    models = FakeModels(["First sentence. ", "Second", " sentence", " here", "."], delay=0.01)
     sink, _, _ = asyncio.run(_run(models))
     kinds = sink.kinds()
     first_audio = kinds.index("audio")
@@ -151,11 +81,11 @@ def test_first_sentence_is_spoken_before_generation_ends() -> None:
 
 def test_speech_failure_still_delivers_the_text() -> None:
     sink, _, result = asyncio.run(_run(FakeModels(["A first sentence. ", "Then a second."], tts_fails=True)))
-    errors = sink.events("error")
+    errors = sink.of("error")
     assert len(errors) == 1
     assert errors[0]["code"] == "model_unavailable"
     assert errors[0]["fatal"] is False
-    assert sink.events("answer.done")[0]["text"] == "A first sentence [1]. Then a second [1]."
+    assert sink.of("answer.done")[0]["text"] == "A first sentence [1]. Then a second [1]."
     assert "audio" not in sink.kinds()
     assert not result.spoken  # type: ignore[attr-defined]
 
@@ -163,14 +93,14 @@ def test_speech_failure_still_delivers_the_text() -> None:
 def test_retrieval_failure_answers_flagged_without_sources() -> None:
     models = FakeModels(["I have no documents right now."])
     sink, _, result = asyncio.run(_run(models, retrieve=_retrieve_down))
-    sources = sink.events("sources")[0]
+    sources = sink.of("sources")[0]
     assert sources["available"] is False
     assert sources["sources"] == []
-    error = sink.events("error")[0]
+    error = sink.of("error")[0]
     assert (error["code"], error["fatal"], error["turn"]) == ("store_unavailable", False, 3)
     assert sink.kinds().index("error") < sink.kinds().index("sources")
     assert "search is unavailable" in models.prompts[0]
-    assert sink.events("answer.done")[0]["text"] == "I have no documents right now."
+    assert sink.of("answer.done")[0]["text"] == "I have no documents right now."
     assert result.sources_available is False  # type: ignore[attr-defined]
 
 
@@ -183,7 +113,7 @@ def test_text_only_answers_skip_speech() -> None:
 
 
 def test_cancelling_closes_both_model_streams() -> None:
-    models = FakeModels(["A sentence. "] + ["then "] * 200, delta_delay=0.005)
+    models = FakeModels(["A sentence. "] + ["then "] * 200, delay=0.005)
 
     async def scenario() -> None:
         task = asyncio.create_task(_run(models))
@@ -222,18 +152,18 @@ async def _retrieve_git(question: str) -> list[Source]:
     return [GIT]
 
 
-async def _ask(question: str, models: FakeModels) -> tuple[RecordingSink, object]:
-    sink = RecordingSink()
+async def _ask(
+    question: str, models: FakeModels, retrieve: Retriever = _retrieve_git
+) -> tuple[ListSink, object]:
+    sink = ListSink()
     result = await answer(
         question,
-        turn=1,
-        t0=time.monotonic(),
+        Turn.begin(1, Phase.ANSWERING),
         sink=sink,
         models=models,
-        retrieve=_retrieve_git,
+        retrieve=retrieve,
         history=[],
         options=AnswerOptions(),
-        timings=Timings(),
         metrics=Metrics(),
     )
     return sink, result
@@ -243,7 +173,7 @@ def test_a_question_the_documents_do_not_touch_is_declined_without_the_llm() -> 
     models = FakeModels(["Paris [1]."])
     sink, result = asyncio.run(_ask("What is the capital of France?", models))
     assert models.prompts == []  # the LLM was not asked
-    done = sink.events("answer.done")[0]
+    done = sink.of("answer.done")[0]
     assert (done["text"], done["declined"], done["decline_reason"], done["citations"]) == (
         NO_ANSWER,
         True,
@@ -257,8 +187,8 @@ def test_a_question_the_documents_do_not_touch_is_declined_without_the_llm() -> 
 def test_an_answer_the_passages_do_not_back_is_never_shown_or_spoken() -> None:
     models = FakeModels(["The current branch ", "is called main in Paris, France. ", "It is old."])
     sink, _ = asyncio.run(_ask("What is the current branch called?", models))
-    assert [e["text"] for e in sink.events("answer.delta")] == [NO_ANSWER]
-    assert sink.events("answer.done")[0]["decline_reason"] == "unsupported"
+    assert [e["text"] for e in sink.of("answer.delta")] == [NO_ANSWER]
+    assert sink.of("answer.done")[0]["decline_reason"] == "unsupported"
     assert "Paris" not in " ".join(models.spoken)
     assert "llm" in models.closed  # generation was stopped, not drained
 
@@ -266,7 +196,7 @@ def test_an_answer_the_passages_do_not_back_is_never_shown_or_spoken() -> None:
 def test_the_model_saying_it_cannot_answer_becomes_the_stable_sentence() -> None:
     models = FakeModels(["The passages do not mention the branch name."])
     sink, _ = asyncio.run(_ask("What is the current branch called?", models))
-    done = sink.events("answer.done")[0]
+    done = sink.of("answer.done")[0]
     assert (done["text"], done["decline_reason"]) == (NO_ANSWER, "model_declined")
 
 
@@ -274,7 +204,7 @@ def test_answers_are_cited_and_a_repetition_ends_them() -> None:
     sentence = "Amend replaces the tip of the current branch with a new commit. "
     models = FakeModels([sentence, sentence, sentence, "And more."])
     sink, _ = asyncio.run(_ask("What does amend do?", models))
-    done = sink.events("answer.done")[0]
+    done = sink.of("answer.done")[0]
     assert done["text"] == "Amend replaces the tip of the current branch with a new commit [1]."
     assert (done["citations"], done["declined"]) == ([1], False)
     assert models.spoken == ["Amend replaces the tip of the current branch with a new commit."]
@@ -286,7 +216,7 @@ def test_a_model_that_only_points_at_a_passage_is_answered_from_that_passage() -
     # passage is given from the part the question is about) is the answer, cited.
     models = FakeModels(["[1]"])
     sink, _ = asyncio.run(_ask("What does amend do?", models))
-    done = sink.events("answer.done")[0]
+    done = sink.of("answer.done")[0]
     assert done["text"] == "--amend: Replace the tip of the current branch by creating a new commit [1]."
     assert (done["citations"], done["declined"]) == ([1], False)
     assert models.spoken == ["amend: Replace the tip of the current branch by creating a new commit."]
@@ -295,7 +225,7 @@ def test_a_model_that_only_points_at_a_passage_is_answered_from_that_passage() -
 def test_pointing_at_a_passage_that_does_not_exist_is_a_decline() -> None:
     models = FakeModels(["[7]"])
     sink, _ = asyncio.run(_ask("What does amend do?", models))
-    done = sink.events("answer.done")[0]
+    done = sink.of("answer.done")[0]
     assert (done["text"], done["declined"], done["decline_reason"]) == (NO_ANSWER, True, "unsupported")
 
 
@@ -313,20 +243,6 @@ def test_a_pointed_passage_whose_lead_only_shares_the_heading_words_is_a_decline
     async def retrieve(question: str) -> list[Source]:
         return [profiles]
 
-    sink = RecordingSink()
-    asyncio.run(
-        answer(
-            "What is the default model profile?",
-            turn=1,
-            t0=time.monotonic(),
-            sink=sink,
-            models=models,
-            retrieve=retrieve,
-            history=[],
-            options=AnswerOptions(),
-            timings=Timings(),
-            metrics=Metrics(),
-        )
-    )
-    done = sink.events("answer.done")[0]
+    sink, _ = asyncio.run(_ask("What is the default model profile?", models, retrieve))
+    done = sink.of("answer.done")[0]
     assert (done["text"], done["decline_reason"]) == (NO_ANSWER, "unsupported")

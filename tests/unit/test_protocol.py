@@ -3,18 +3,32 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from orchestrator.protocol import (
     MAX_FRAME_BYTES,
     MAX_TEXT_FRAME_BYTES,
+    SERVER_EVENTS,
+    AnswerDelta,
+    AnswerDone,
+    AudioClear,
     AudioHeader,
+    Citation,
     ErrorCode,
+    ErrorEvent,
     ProtocolError,
+    ServerEvent,
+    SessionReady,
     SessionStart,
+    Sources,
     TextQuestion,
+    TranscriptFinal,
+    TranscriptPartial,
+    TurnDone,
     TurnStart,
-    error_event,
+    TurnStarted,
     parse_client_message,
+    parse_server_event,
     public_source,
     validate_audio_frame,
 )
@@ -76,7 +90,7 @@ def test_audio_header_round_trip() -> None:
 
 
 def test_error_event_shape() -> None:
-    assert json.loads(error_event(ErrorCode.BAD_AUDIO, "odd", turn=2)) == {
+    assert json.loads(ErrorEvent(code=ErrorCode.BAD_AUDIO, message="odd", turn=2).to_json()) == {
         "type": "error",
         "code": "bad_audio",
         "message": "odd",
@@ -96,3 +110,88 @@ def test_error_event_shape() -> None:
 )
 def test_sources_never_show_server_paths(stored: str, shown: str) -> None:
     assert public_source(stored) == shown
+
+
+# ---- server events -------------------------------------------------------------------------
+
+CITATION = Citation(
+    n=1, title="Voicebot", source="README.md", heading_path=["On a laptop"], snippet="make up"
+)
+# Each event as built inside the gateway, and the JSON object clients have always received for it.
+WIRE: list[tuple[ServerEvent, dict[str, object]]] = [
+    (
+        SessionReady(session_id="5b0c", protocol=1, input_sample_rate=16000, resumed=False, turns=0),
+        {"session_id": "5b0c", "protocol": 1, "input_sample_rate": 16000, "resumed": False, "turns": 0},
+    ),
+    (TurnStarted(turn=1), {"turn": 1}),
+    (TranscriptPartial(turn=1, text="How do I"), {"turn": 1, "text": "How do I"}),
+    (TranscriptFinal(turn=1, text="Ça démarre ?"), {"turn": 1, "text": "Ça démarre ?"}),
+    (
+        Sources(
+            turn=1, available=True, sources=[CITATION.model_copy(update={"text": "make up creates .venv"})]
+        ),
+        {
+            "turn": 1,
+            "available": True,
+            "sources": [
+                {
+                    "n": 1,
+                    "title": "Voicebot",
+                    "source": "README.md",
+                    "heading_path": ["On a laptop"],
+                    "snippet": "make up",
+                    "text": "make up creates .venv",
+                }
+            ],
+        },
+    ),
+    (Sources(turn=2, available=False, sources=[]), {"turn": 2, "available": False, "sources": []}),
+    (AnswerDelta(turn=1, text=" make up"), {"turn": 1, "text": " make up"}),
+    (
+        AnswerDone(turn=1, text="Run make up [1].", citations=[1], declined=False, decline_reason=None),
+        {"turn": 1, "text": "Run make up [1].", "citations": [1], "declined": False, "decline_reason": None},
+    ),
+    (AudioClear(turn=3), {"turn": 3}),
+    (
+        TurnDone(
+            turn=1, outcome="ok", timings={"asr_final": 410.2, "llm_prompt_tokens": 230, "speculation": "hit"}
+        ),
+        {
+            "turn": 1,
+            "outcome": "ok",
+            "timings": {"asr_final": 410.2, "llm_prompt_tokens": 230, "speculation": "hit"},
+        },
+    ),
+    (
+        TurnDone(turn=2, outcome="ok", timings={"total": None}, note="no speech heard"),
+        {"turn": 2, "outcome": "ok", "timings": {"total": None}, "note": "no speech heard"},
+    ),
+    (
+        ErrorEvent(code=ErrorCode.SHUTTING_DOWN, message="restarting", fatal=True),
+        {"code": "shutting_down", "message": "restarting", "turn": None, "fatal": True},
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "fields"), WIRE, ids=[f"{e.type}-{i}" for i, (e, _) in enumerate(WIRE)])
+def test_each_server_event_keeps_its_wire_format(event: ServerEvent, fields: dict[str, object]) -> None:
+    # Byte for byte what the gateway sent before events were typed: `type` first, compact, UTF-8.
+    assert event.to_json() == json.dumps(
+        {"type": event.type, **fields}, ensure_ascii=False, separators=(",", ":")
+    )
+    assert parse_server_event(event.to_json()) == event
+
+
+def test_every_server_event_has_a_wire_example() -> None:
+    assert {type(e) for e, _ in WIRE} == set(SERVER_EVENTS)
+
+
+def test_server_events_are_frozen_and_strict() -> None:
+    with pytest.raises(ValidationError):
+        TurnStarted(turn=1).turn = 2  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        parse_server_event('{"type":"turn.started","turn":1,"extra":true}')
+    with pytest.raises(ValidationError):
+        parse_server_event('{"type":"turn.done","turn":1,"outcome":"maybe","timings":{}}')
+    with pytest.raises(ValidationError):
+        parse_server_event('{"type":"turn.jump","turn":1}')

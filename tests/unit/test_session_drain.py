@@ -28,7 +28,7 @@ async def _words(question: str) -> list[Source]:
 
 def _state(models: FakeModels) -> AppState:
     state = AppState(Settings(dev_mode=True))
-    state.models = models  # type: ignore[assignment]  # a fake at the model seam
+    state.models = models  # a fake at the model seam
     state.retrieve = _words  # type: ignore[method-assign]
     return state
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import Source
 from orchestrator.speculation import Speculator
+from tests.unit.fakes import FakeModels
 
 
 def _source(n: int, name: str) -> Source:
@@ -17,32 +18,15 @@ def _source(n: int, name: str) -> Source:
 A, B, C = _source(1, "a"), _source(2, "b"), _source(1, "c")
 
 
-class Models:
-    def __init__(self, *, block: bool = False) -> None:
-        self.prefilled: list[str] = []
-        self.block = block
-        self.cancelled = False
-
-    async def prefill(self, prompt: str) -> int | None:
-        self.prefilled.append(prompt)
-        if self.block:
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                self.cancelled = True
-                raise
-        return 100
-
-
 def _prefix(sources: Sequence[Source]) -> str:
     return "|".join(s.title for s in sources)
 
 
-def _speculator(models: Models, found: dict[str, list[Source]], **kwargs: float) -> Speculator:
+def _speculator(models: FakeModels, found: dict[str, list[Source]], **kwargs: float) -> Speculator:
     async def retrieve(question: str) -> list[Source]:
         return found[question]
 
-    return Speculator(retrieve, models, _prefix, Metrics(), **kwargs)  # type: ignore[arg-type]
+    return Speculator(retrieve, models, _prefix, Metrics(), **kwargs)  # type: ignore[arg-type]  # kwargs: floats
 
 
 async def _settle(speculator: Speculator) -> None:
@@ -51,8 +35,8 @@ async def _settle(speculator: Speculator) -> None:
 
 
 def test_a_final_transcript_finding_the_warmed_passages_uses_the_warmed_prompt() -> None:
-    async def scenario() -> tuple[Speculator, Models, list[Source]]:
-        models = Models()
+    async def scenario() -> tuple[Speculator, FakeModels, list[Source]]:
+        models = FakeModels()
         spec = _speculator(
             models, {"how do I amend a commit": [A, B], "how do I amend a commit message": [B, A]}
         )
@@ -69,7 +53,9 @@ def test_a_final_transcript_finding_the_warmed_passages_uses_the_warmed_prompt()
 
 def test_a_final_transcript_finding_other_passages_takes_the_normal_path() -> None:
     async def scenario() -> tuple[Speculator, list[Source]]:
-        spec = _speculator(Models(), {"how do I amend a commit": [A, B], "how do I vacuum the database": [C]})
+        spec = _speculator(
+            FakeModels(), {"how do I amend a commit": [A, B], "how do I vacuum the database": [C]}
+        )
         spec.on_partial("how do I amend a commit")
         await _settle(spec)
         return spec, await spec.retriever()("how do I vacuum the database")
@@ -80,8 +66,8 @@ def test_a_final_transcript_finding_other_passages_takes_the_normal_path() -> No
 
 
 def test_speculation_is_debounced_bounded_and_skips_empty_partials() -> None:
-    async def scenario() -> tuple[Speculator, Models]:
-        models = Models()
+    async def scenario() -> tuple[Speculator, FakeModels]:
+        models = FakeModels()
         found = {f"question number {i} words": [_source(1, str(i))] for i in range(10)}
         spec = _speculator(models, found, debounce_s=0.0, max_per_turn=3)
         spec.on_partial("um")  # too few content words
@@ -97,8 +83,8 @@ def test_speculation_is_debounced_bounded_and_skips_empty_partials() -> None:
 
 
 def test_closing_cancels_a_prefill_in_flight() -> None:
-    async def scenario() -> tuple[Models, Speculator]:
-        models = Models(block=True)
+    async def scenario() -> tuple[FakeModels, Speculator]:
+        models = FakeModels(block_prefill=True)
         spec = _speculator(models, {"how do I amend a commit": [A]})
         spec.on_partial("how do I amend a commit")
         for _ in range(100):  # a few loop iterations: retrieval, then the prefill starts
@@ -110,7 +96,7 @@ def test_closing_cancels_a_prefill_in_flight() -> None:
         return models, spec
 
     models, spec = asyncio.run(scenario())
-    assert models.cancelled
+    assert models.prefill_cancelled
     assert spec.stats.searches == 1
 
 
@@ -122,7 +108,7 @@ def test_a_final_transcript_saying_what_the_partial_said_needs_no_new_search() -
             searched.append(question)
             return [A]
 
-        spec = Speculator(retrieve, Models(), _prefix, Metrics())  # type: ignore[arg-type]
+        spec = Speculator(retrieve, FakeModels(), _prefix, Metrics())  # type: ignore[arg-type]
         spec.on_partial("how do I amend a commit")
         await _settle(spec)
         return spec, await spec.retriever()("How do I amend a commit?")

@@ -1,7 +1,8 @@
 /**
  * The voice protocol v1 (docs/protocol.md; models in orchestrator/protocol.py), as the browser
  * speaks it: typed client messages and server events, the 16-byte header of server audio
- * frames, and plain-words messages for the stable error codes.
+ * frames, and plain-words messages for the stable error codes. tests/unit/test_protocol_schema.py
+ * checks these types against the protocol's JSON Schema (docs/protocol.schema.json).
  */
 
 export const PROTOCOL_VERSION = 1;
