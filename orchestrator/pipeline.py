@@ -259,7 +259,7 @@ async def answer(
             return False
         verdict = evidence.check(sentence)
         if verdict.skip:
-            log.debug("answer sentence skipped (no prose): %r", sentence, extra={"turn": turn})
+            log.debug("answer sentence skipped (no prose): %r", sentence, extra={"turn": number})
             if only_citations(sentence):
                 pointed.extend(cited_numbers(sentence))
             return True
@@ -268,7 +268,7 @@ async def answer(
             log.debug(
                 "answer sentence refused: %r",
                 sentence,
-                extra={"turn": turn, "reason": (verdict.reason or "repeated"), "kept": len(kept)},
+                extra={"turn": number, "reason": (verdict.reason or "repeated"), "kept": len(kept)},
             )
             if not kept:
                 await decline(verdict.reason or DeclineReason.UNSUPPORTED)
