@@ -19,6 +19,7 @@ from ingest.limits import limits_from_settings
 from ingest.migrate import migrate
 from ingest.parsing import ParsePool
 from ingest.search import search
+from ingest.tenancy import DEFAULT_TENANT_ID
 from ingest.vocabulary import collection_vocabulary
 from orchestrator.auth import Caller, Gatekeeper
 from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
@@ -45,7 +46,7 @@ READINESS_TIMEOUT_S = 2.0
 VOCABULARY_TTL_S = 60.0  # documents change rarely; a new upload reaches the ASR hint within this
 DRAIN_POLL_S = 0.1
 RETRIEVAL_K = 4
-COLLECTION = "default"
+COLLECTION = "default"  # of the first tenant, until keys carry a tenant
 
 
 @dataclass
@@ -192,7 +193,14 @@ class AppState:
             raise StoreUnavailable("no database is configured")
         try:
             async with self.pool.connection(timeout=READINESS_TIMEOUT_S * 2) as conn:
-                hits = await search(conn, self.embedder, question, collection=COLLECTION, k=RETRIEVAL_K)
+                hits = await search(
+                    conn,
+                    self.embedder,
+                    question,
+                    tenant=DEFAULT_TENANT_ID,
+                    collection=COLLECTION,
+                    k=RETRIEVAL_K,
+                )
         except EmbeddingUnavailable as e:
             raise ModelUnavailable(f"the embedding model is unavailable: {e}") from e
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
@@ -218,7 +226,7 @@ class AppState:
         hint = self._vocabulary[1]
         try:
             async with self.pool.connection(timeout=READINESS_TIMEOUT_S) as conn:
-                hint = await collection_vocabulary(conn, COLLECTION)
+                hint = await collection_vocabulary(conn, COLLECTION, tenant=DEFAULT_TENANT_ID)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
             log.warning("collection vocabulary not read: %s", type(e).__name__)
         self._vocabulary = (time.monotonic(), hint)

@@ -30,6 +30,7 @@ from ingest.errors import StoreUnavailable as IngestStoreUnavailable
 from ingest.loaders import SUPPORTED_SUFFIXES, is_supported
 from ingest.parsing import ParsePool
 from ingest.pipeline import ingest_file
+from ingest.tenancy import DEFAULT_TENANT_ID
 from orchestrator.api.deps import CallerDep, State
 from orchestrator.api.responses import error_responses
 from orchestrator.api.uploads import LimitedUploadRoute, sanitize_filename, upload_source
@@ -151,7 +152,7 @@ async def list_documents(
     state: State, caller: CallerDep, collection: Collection = DEFAULT_COLLECTION
 ) -> DocumentList:
     async with _connection(state) as conn:
-        documents = await store.list_documents(conn, collection)
+        documents = await store.list_documents(conn, collection, tenant=DEFAULT_TENANT_ID)
     return DocumentList(documents=[_document(d) for d in documents])
 
 
@@ -196,7 +197,11 @@ async def _ingest_upload(
             filename=name, status="ingested", document_id=result.document_id, chunks=result.chunks
         )
     # unchanged, or a duplicate of a document stored under another source: report what is stored.
-    stored = await store.get_document(conn, result.document_id) if result.document_id else None
+    stored = (
+        await store.get_document(conn, result.document_id, tenant=DEFAULT_TENANT_ID)
+        if result.document_id
+        else None
+    )
     return UploadResult(
         filename=name,
         status="unchanged",
@@ -263,7 +268,7 @@ async def upload_documents(
 )
 async def get_document(document_id: DocumentId, state: State, caller: CallerDep) -> Document:
     async with _connection(state) as conn:
-        info = await store.get_document(conn, document_id)
+        info = await store.get_document(conn, document_id, tenant=DEFAULT_TENANT_ID)
     if info is None:
         raise NotFound(f"no document with id {document_id}")
     return _document(info)
@@ -278,7 +283,7 @@ async def get_document(document_id: DocumentId, state: State, caller: CallerDep)
 )
 async def delete_document(document_id: DocumentId, state: State, caller: CallerDep) -> Response:
     async with _connection(state) as conn:
-        deleted = await store.delete_document(conn, document_id)
+        deleted = await store.delete_document(conn, document_id, tenant=DEFAULT_TENANT_ID)
     if not deleted:
         raise NotFound(f"no document with id {document_id}")
     log.info("deleted document %d", document_id)
