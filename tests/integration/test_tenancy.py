@@ -1,6 +1,7 @@
-"""Issue 16, tenancy, on the real stack: the store finds nothing of another tenant; row-level
-security hides other tenants' rows from the gateway's own queries even without their tenant
-filter; the migration gives everything stored before tenancy to the first tenant.
+"""Issue 16, tenancy, on the real stack: a key sees, changes and retrieves from its own tenant's
+collections only; scopes and collection grants are refused with stable codes; row-level security
+hides other tenants' rows from the gateway's own queries even without their tenant filter; the
+migration gives everything stored before tenancy to the first tenant.
 
 Every refusal is checked to have changed nothing in Postgres (read as the superuser, which
 row-level security does not confine).
@@ -9,6 +10,7 @@ row-level security does not confine).
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psycopg
 import pytest
@@ -28,6 +31,7 @@ from ingest.migrate import MIGRATIONS_DIR, discover, migrate
 from ingest.search import search_embedding
 from ingest.tenancy import APP_ROLE, DEFAULT_TENANT_ID, create_tenant, tenant_scope
 from orchestrator.stack.postgres import EmbeddedPostgres
+from tests.integration.voice_client import SecuredGateway, voice
 
 DIM = 384
 
@@ -271,3 +275,228 @@ def test_the_migration_gives_existing_data_and_keys_to_the_first_tenant(
             return [d.collection for d in await store.list_documents(conn, tenant=DEFAULT_TENANT_ID)]
 
     assert asyncio.run(first_tenant_sees_them()) == ["default", "handbook"]
+
+
+# ---- the gateway: keys of two tenants -----------------------------------------------------------------
+
+
+@dataclass
+class Keys:
+    a: str  # tenant A: ask + documents
+    b: str  # tenant B: ask + documents
+    ask_only: str  # tenant A: ask
+    documents_only: str  # tenant A: documents
+    handbook_only: str  # tenant A: ask + documents, collection `handbook` only
+    tenant_a: int
+    tenant_b: int
+
+
+MARKER_A = "The quorvex relay of tenant A rotates its signing keys every nine days."
+MARKER_B = "The plimsoll gauge of tenant B is calibrated every spring."
+
+
+@pytest.fixture(scope="module")
+def keys(secured_gateway: SecuredGateway) -> Keys:
+    suffix = uuid.uuid4().hex[:8]
+    a, b = f"gw-a-{suffix}", f"gw-b-{suffix}"
+    return Keys(
+        a=secured_gateway.new_key("tenant a", tenant=a),
+        b=secured_gateway.new_key("tenant b", tenant=b),
+        ask_only=secured_gateway.new_key("asks", tenant=a, scopes=["ask"]),
+        documents_only=secured_gateway.new_key("librarian", tenant=a, scopes=["documents"]),
+        handbook_only=secured_gateway.new_key("handbook", tenant=a, collections=["handbook"]),
+        tenant_a=secured_gateway.tenant(a),
+        tenant_b=secured_gateway.tenant(b),
+    )
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _upload(gateway: SecuredGateway, key: str, name: str, text: str, **data: str) -> httpx.Response:
+    return httpx.post(
+        f"{gateway.url}/v1/documents",
+        headers=_auth(key),
+        files={"files": (name, text.encode(), "text/markdown")},
+        data=data,
+        timeout=240,
+    )
+
+
+@pytest.fixture(scope="module")
+def uploaded(secured_gateway: SecuredGateway, keys: Keys) -> dict[str, int]:
+    """One document per tenant, under the same name in each tenant's `default` collection."""
+    ids = {}
+    for tenant, key, marker in (("a", keys.a, MARKER_A), ("b", keys.b, MARKER_B)):
+        response = _upload(secured_gateway, key, "notes.md", f"# Notes\n\n{marker}\n")
+        assert response.status_code == 200, response.text
+        [result] = response.json()["results"]
+        assert result["status"] == "ingested", result
+        ids[tenant] = result["document_id"]
+    return ids
+
+
+def _error(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+def test_key_b_cannot_list_read_or_delete_tenant_a_documents(
+    secured_gateway: SecuredGateway, keys: Keys, uploaded: dict[str, int]
+) -> None:
+    first = secured_gateway.new_key("first tenant")
+    before = secured_gateway.counts()
+    url, doc_a = secured_gateway.url, uploaded["a"]
+    listed_b = httpx.get(f"{url}/v1/documents", headers=_auth(keys.b), timeout=30).json()["documents"]
+    assert [d["id"] for d in listed_b] == [uploaded["b"]]
+    listed_a = httpx.get(f"{url}/v1/documents", headers=_auth(keys.a), timeout=30).json()["documents"]
+    assert [d["id"] for d in listed_a] == [doc_a]
+    assert _error(httpx.get(f"{url}/v1/documents/{doc_a}", headers=_auth(keys.b), timeout=30)) == (
+        404,
+        "not_found",
+    )
+    assert _error(httpx.delete(f"{url}/v1/documents/{doc_a}", headers=_auth(keys.b), timeout=30)) == (
+        404,
+        "not_found",
+    )
+    # The first tenant's keys do not reach tenant A either.
+    assert doc_a not in [
+        d["id"]
+        for d in httpx.get(f"{url}/v1/documents", headers=_auth(first), timeout=30).json()["documents"]
+    ]
+    assert _error(httpx.get(f"{url}/v1/documents/{doc_a}", headers=_auth(first), timeout=30))[0] == 404
+    assert secured_gateway.counts() == before
+    assert secured_gateway.query("SELECT tenant_id FROM documents WHERE id = %s", doc_a) == [(keys.tenant_a,)]
+    assert httpx.get(f"{url}/v1/documents/{doc_a}", headers=_auth(keys.a), timeout=30).status_code == 200
+
+
+def test_an_upload_by_key_b_never_replaces_tenant_a_document(
+    secured_gateway: SecuredGateway, keys: Keys, uploaded: dict[str, int]
+) -> None:
+    # Same name, same collection name: B's own document changes, A's stays as it was.
+    response = _upload(secured_gateway, keys.b, "notes.md", f"# Notes\n\n{MARKER_B} Twice a year.\n")
+    [result] = response.json()["results"]
+    assert result["status"] == "ingested"
+    assert result["document_id"] == uploaded["b"]
+    assert (
+        secured_gateway.query(
+            "SELECT string_agg(text, ' ') FROM chunks WHERE document_id = %s", uploaded["a"]
+        )[0][0].count("quorvex")
+        == 1
+    )
+
+
+def test_a_key_without_the_documents_scope_gets_403_insufficient_scope(
+    secured_gateway: SecuredGateway, keys: Keys, uploaded: dict[str, int]
+) -> None:
+    before = secured_gateway.counts()
+    url, key = secured_gateway.url, keys.ask_only
+    refused = [
+        httpx.get(f"{url}/v1/documents", headers=_auth(key), timeout=30),
+        httpx.get(f"{url}/v1/documents/{uploaded['a']}", headers=_auth(key), timeout=30),
+        httpx.delete(f"{url}/v1/documents/{uploaded['a']}", headers=_auth(key), timeout=30),
+        _upload(secured_gateway, key, "planted.md", "# Planted\n\nPlanted text.\n"),
+    ]
+    for response in refused:
+        assert _error(response) == (403, "insufficient_scope"), response.text
+        assert "'documents' scope" in response.json()["error"]["message"]
+    assert secured_gateway.counts() == before
+
+
+def test_a_key_without_the_ask_scope_cannot_ask(secured_gateway: SecuredGateway, keys: Keys) -> None:
+    url, key = secured_gateway.url, keys.documents_only
+    assert _error(secured_gateway.post_session(key)) == (403, "insufficient_scope")
+    chat = httpx.post(
+        f"{url}/v1/chat", headers=_auth(key), json={"message": "What is the relay?"}, timeout=30
+    )
+    assert _error(chat) == (403, "insufficient_scope")
+    completion = httpx.post(
+        f"{url}/v1/chat/completions",
+        headers=_auth(key),
+        json={"messages": [{"role": "user", "content": "What is the relay?"}]},
+        timeout=30,
+    )
+    assert _error(completion) == (403, "insufficient_scope")
+    assert httpx.get(f"{url}/v1/documents", headers=_auth(key), timeout=30).status_code == 200
+
+
+def test_a_collection_the_key_may_not_use_is_refused_with_collection_forbidden(
+    secured_gateway: SecuredGateway, keys: Keys
+) -> None:
+    before = secured_gateway.counts()
+    url, key = secured_gateway.url, keys.handbook_only
+    refused = [
+        httpx.get(f"{url}/v1/documents", headers=_auth(key), params={"collection": "default"}, timeout=30),
+        _upload(secured_gateway, key, "planted.md", "# Planted\n\nPlanted.\n", collection="default"),
+        secured_gateway.post_session(key, {"collection": "default"}),
+        httpx.post(
+            f"{url}/v1/chat",
+            headers=_auth(key),
+            json={"message": "What?", "collection": "default"},
+            timeout=30,
+        ),
+        httpx.post(
+            f"{url}/v1/chat/completions",
+            headers=_auth(key),
+            json={"messages": [{"role": "user", "content": "What?"}], "collection": "default"},
+            timeout=30,
+        ),
+    ]
+    for response in refused:
+        assert _error(response) == (403, "collection_forbidden"), response.text
+        assert "may not use collection 'default'" in response.json()["error"]["message"]
+    assert secured_gateway.counts() == before
+    # Its own collection is its default: listing it works, and is empty.
+    listed = httpx.get(f"{url}/v1/documents", headers=_auth(key), timeout=30)
+    assert listed.status_code == 200
+    assert listed.json()["documents"] == []
+
+
+def _chat_sources(gateway: SecuredGateway, key: str, question: str) -> list[dict[str, Any]]:
+    """The sources event of a chat answer (read before the answer is generated)."""
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/chat", headers=_auth(key), json={"message": question}, timeout=240
+    ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: ") and '"type":"sources"' in line.replace(" ", ""):
+                sources: list[dict[str, Any]] = json.loads(line[6:])["sources"]
+                return sources
+    raise AssertionError("no sources event")
+
+
+def test_chat_retrieves_only_from_the_callers_tenant(
+    secured_gateway: SecuredGateway, keys: Keys, uploaded: dict[str, int]
+) -> None:
+    question = "How often does the quorvex relay rotate its signing keys?"
+    mine = _chat_sources(secured_gateway, keys.a, question)
+    assert any("quorvex" in s["snippet"] for s in mine), mine
+    theirs = _chat_sources(secured_gateway, keys.b, question)
+    assert theirs, "B's own document is still found"
+    assert not any("quorvex" in s["snippet"] for s in theirs), theirs
+    assert not any(
+        "quorvex" in s["snippet"]
+        for s in _chat_sources(secured_gateway, secured_gateway.new_key("first"), question)
+    )
+
+
+def test_a_voice_session_retrieves_only_from_its_tenant(
+    secured_gateway: SecuredGateway, keys: Keys, uploaded: dict[str, int]
+) -> None:
+    async def sources_of(key: str) -> list[dict[str, Any]]:
+        async with voice(secured_gateway, key) as v:
+            await v.start()
+            await v.send(
+                {
+                    "type": "text",
+                    "text": "How often does the quorvex relay rotate its signing keys?",
+                    "speak": False,
+                }
+            )
+            events = await v.until("turn.done")
+            return [s for e in events if e["type"] == "sources" for s in e["sources"]]
+
+    mine, theirs = asyncio.run(sources_of(keys.a)), asyncio.run(sources_of(keys.b))
+    assert any("quorvex" in s["snippet"] for s in mine), mine
+    assert theirs
+    assert not any("quorvex" in s["snippet"] for s in theirs), theirs

@@ -14,7 +14,7 @@ from orchestrator.pipeline import Source
 from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.session import VoiceSession
 from orchestrator.settings import Settings
-from orchestrator.state import AppState
+from orchestrator.state import AppState, Corpus
 from tests.unit.fakes import FakeModels, ListSink
 
 SOURCE = Source(
@@ -90,7 +90,7 @@ class FakeStore:
         self.sessions.setdefault(session_id, (subject, []))[1].append(turn)
 
 
-async def _guide(question: str) -> list[Source]:
+async def _guide(question: str, corpus: Corpus) -> list[Source]:
     return [SOURCE]
 
 
@@ -98,7 +98,7 @@ def _session(models: FakeModels, store: FakeStore, sink: ListSink, **settings: A
     state = AppState(Settings(dev_mode=True, **settings))
     state.models = models  # type: ignore[assignment]  # a fake at the model seam
     state.retrieve = _guide  # type: ignore[method-assign]
-    session = state.new_session(sink)
+    session = state.new_session(sink, Corpus())
     session.subject = "key:7"
     session.store = store
     return session
