@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -500,3 +503,69 @@ def test_a_voice_session_retrieves_only_from_its_tenant(
     assert any("quorvex" in s["snippet"] for s in mine), mine
     assert theirs
     assert not any("quorvex" in s["snippet"] for s in theirs), theirs
+
+
+# ---- `voicebot keys` ------------------------------------------------------------------------------
+
+
+def _keys_cli(gateway: SecuredGateway, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, VOICEBOT_DATABASE_URL=gateway.dsn)
+    env.pop("VOICEBOT_AUTH_SECRET", None)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "keys", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_voicebot_keys_creates_a_tenants_key_with_scopes_and_lists_them(
+    secured_gateway: SecuredGateway,
+) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    created = _keys_cli(
+        secured_gateway, "create", "kiosk", "--tenant", tenant, "--scopes", "ask", "--collections", "faq"
+    )
+    assert created.returncode == 0, created.stderr
+    assert f"created tenant '{tenant}'" in created.stderr
+    assert "with scopes ask" in created.stderr
+    key = created.stdout.strip()
+    assert secured_gateway.query(
+        "SELECT t.name, k.scopes, k.collections, k.default_collection FROM api_keys k"
+        " JOIN tenants t ON t.id = k.tenant_id WHERE k.prefix = %s",
+        key.split("_")[1],
+    ) == [(tenant, ["ask"], ["faq"], "faq")]
+    assert secured_gateway.post_session(key).status_code == 200
+    assert _error(httpx.get(f"{secured_gateway.url}/v1/documents", headers=_auth(key), timeout=30)) == (
+        403,
+        "insufficient_scope",
+    )
+
+    listed = _keys_cli(secured_gateway, "list")
+    assert listed.returncode == 0, listed.stderr
+    [line] = [line for line in listed.stdout.splitlines() if f"vb_{key.split('_')[1]}_" in line]
+    assert tenant in line.split()
+    assert "ask" in line.split()
+    assert "faq" in line.split()
+    assert "TENANT" in listed.stdout.splitlines()[0]
+    assert "SCOPES" in listed.stdout.splitlines()[0]
+    rows = json.loads(_keys_cli(secured_gateway, "list", "--json").stdout)
+    [row] = [r for r in rows if r["prefix"].startswith(f"vb_{key.split('_')[1]}_")]
+    assert (row["tenant"], row["scopes"], row["collections"], row["default_collection"]) == (
+        tenant,
+        "ask",
+        "faq",
+        "faq",
+    )
+
+    # A second key for the same tenant finds it; a bad grant is refused before anything is stored.
+    again = _keys_cli(secured_gateway, "create", "docs", "--tenant", tenant, "--scopes", "documents")
+    assert again.returncode == 0, again.stderr
+    assert "created tenant" not in again.stderr
+    before = secured_gateway.counts()
+    refused = _keys_cli(secured_gateway, "create", "bad", "--tenant", tenant, "--scopes", "ask,root")
+    assert refused.returncode == 2
+    assert "root" in refused.stderr
+    assert secured_gateway.counts() == before

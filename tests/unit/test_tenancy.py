@@ -1,15 +1,19 @@
 """Tenancy's pure parts: what a caller may do (scopes, collections), the grants a key is created
-with, tenant names, and the collection a session token carries. The store and row-level security are in
+with, tenant names, the collection a session token carries, and the `voicebot keys` and
+`voicebot ingest` arguments. The store and row-level security are in
 tests/integration/test_tenancy.py."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
+from ingest import commands as ingest_commands
 from ingest.tenancy import DEFAULT_TENANT_ID, tenant_name, tenant_scope
+from orchestrator import key_commands
 from orchestrator.auth import Caller, issue_token, verify_token
 from orchestrator.errors import CollectionForbidden, InsufficientScope
 from orchestrator.keys import DEFAULT_SCOPES, SCOPES, ApiKey, check_grant
@@ -114,3 +118,39 @@ def test_a_session_token_carries_its_collection() -> None:
     assert verify_token(settings, token).collection == "handbook"
     plain, _ = issue_token(settings, "key:7", "s1")
     assert verify_token(settings, plain).collection is None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebot")
+    sub = parser.add_subparsers(dest="command", required=True)
+    key_commands.register(sub)
+    ingest_commands.register(sub)
+    return parser
+
+
+def test_keys_create_takes_a_tenant_scopes_and_collections() -> None:
+    args = _parser().parse_args(
+        ["keys", "create", "portal", "--tenant", "acme", "--scopes", "ask", "--collections", "faq, handbook"]
+    )
+    assert (args.tenant, args.scopes, args.collections, args.default_collection) == (
+        "acme",
+        ["ask"],
+        ["faq", "handbook"],
+        None,
+    )
+    plain = _parser().parse_args(["keys", "create", "portal"])
+    assert (plain.tenant, plain.scopes, plain.collections) == ("default", list(DEFAULT_SCOPES), None)
+
+
+def test_keys_create_refuses_a_bad_grant_before_the_database(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parser().parse_args(["keys", "create", "portal", "--scopes", "ask,superuser"])
+    assert args.func(args) == key_commands.EXIT_USAGE
+    assert "superuser" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["keys", "create", "portal", "--tenant", "Not A Tenant"])
+
+
+def test_ingest_takes_a_tenant() -> None:
+    args = _parser().parse_args(["ingest", "docs", "--tenant", "acme", "--collection", "faq"])
+    assert (args.tenant, args.collection) == ("acme", "faq")
+    assert _parser().parse_args(["ingest", "docs"]).tenant == "default"
