@@ -1,4 +1,4 @@
-"""`voicebot ingest PATH... [--collection NAME] [--prune]` and `voicebot db migrate`.
+"""`voicebot ingest PATH... [--tenant NAME] [--collection NAME] [--prune]` and `voicebot db migrate`.
 
 The DSN and the Triton URL come from `orchestrator.settings.get_client_settings()`
 (VOICEBOT_DATABASE_URL, VOICEBOT_TRITON_URL; unset: the local stack's), which does not ask for the
@@ -37,6 +37,16 @@ def collection_name(value: str) -> str:
     return value
 
 
+def tenant_arg(value: str) -> str:
+    """argparse type: the names the tenants table accepts."""
+    from ingest.tenancy import tenant_name
+
+    try:
+        return tenant_name(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Adds the `ingest` and `db` commands to the `voicebot` parser."""
     ingest = subparsers.add_parser(
@@ -48,10 +58,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "paths", nargs="+", type=Path, metavar="PATH", help="files or folders (walked recursively)"
     )
     ingest.add_argument(
+        "--tenant",
+        type=tenant_arg,
+        default="default",
+        help="tenant that owns the collection, created when new (default: %(default)s, the first tenant)",
+    )
+    ingest.add_argument(
         "--collection",
         type=collection_name,
         default="default",
-        help="corpus to ingest into (one per tenant or product; default: %(default)s)",
+        help="the tenant's collection to ingest into, created when new (default: %(default)s)",
     )
     ingest.add_argument(
         "--prune", action="store_true", help="delete documents whose file under the given folders is gone"
@@ -112,6 +128,26 @@ class ProgressBar:
         self.stream.flush()
 
 
+def _of_tenant(name: str) -> str:
+    return "" if name == "default" else f" of tenant {name!r}"
+
+
+async def _tenant(dsn: str, name: str) -> int:
+    """The id of tenant `name`, created (with its `default` collection) when new."""
+    import psycopg
+
+    from ingest.tenancy import create_tenant
+
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            tenant, created = await create_tenant(conn, name)
+    except psycopg.OperationalError as e:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {e}") from e
+    if created:
+        print(f"created tenant {name!r}", file=sys.stderr)
+    return tenant
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.embedding import TritonEmbedder
     from ingest.migrate import migrate
@@ -123,12 +159,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         await migrate(dsn)
+        tenant = await _tenant(dsn, args.tenant)
         embedder = TritonEmbedder(triton_url, timeout_s=timeout_s)
         try:
             report = await ingest_paths(
                 dsn,
                 embedder,
                 args.paths,
+                tenant=tenant,
                 collection=args.collection,
                 prune=args.prune,
                 progress=ProgressBar(sys.stderr),
@@ -147,7 +185,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(json.dumps(summary, indent=2))
         else:
             print(
-                f"ingest into {report.collection!r}: {report.files} files, {report.ingested} new, "
+                f"ingest into {report.collection!r}{_of_tenant(args.tenant)}: {report.files} files, {report.ingested} new, "
                 f"{report.replaced} replaced, {report.skipped} skipped, {len(report.failed)} failed, "
                 f"{len(report.pruned)} pruned, {report.chunks} chunks written in {report.elapsed_s:.1f} s"
             )

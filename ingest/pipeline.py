@@ -32,6 +32,7 @@ from ingest.errors import DocumentError, IngestError, StoreUnavailable, Unsuppor
 from ingest.limits import DEFAULT_LIMITS, ParseLimits
 from ingest.loaders import is_supported
 from ingest.parsing import ParsePool
+from ingest.tenancy import DEFAULT_COLLECTION, DEFAULT_TENANT_ID
 from ingest.tokens import default_counter
 
 log = logging.getLogger(__name__)
@@ -173,11 +174,12 @@ async def _ingest_bytes(
     path: Path,
     source: str,
     collection: str,
+    tenant: int,
 ) -> FileResult:
     content_hash = hashlib.sha256(data).hexdigest()
     # Cheap checks first, without parsing or embedding; write_document repeats them under a lock.
     async with conn_source.connection() as conn:
-        existing = await store.find_document(conn, collection, source)
+        existing = await store.find_document(conn, collection, source, tenant=tenant)
         if existing is not None:
             if (
                 existing.content_hash == content_hash
@@ -185,7 +187,7 @@ async def _ingest_bytes(
             ):
                 return FileResult(source, "unchanged", existing.id, title=existing.title, path=path)
         else:
-            twin = await store.find_by_hash(conn, collection, content_hash)
+            twin = await store.find_by_hash(conn, collection, content_hash, tenant=tenant)
             if twin is not None:
                 return FileResult(
                     source, "duplicate", twin.id, title=twin.title, duplicate_of=twin.source, path=path
@@ -194,6 +196,7 @@ async def _ingest_bytes(
     async with conn_source.connection() as conn:
         written = await store.write_document(
             conn,
+            tenant=tenant,
             collection=collection,
             source=source,
             title=prepared.title,
@@ -244,10 +247,11 @@ async def ingest_file(
     path: Path,
     *,
     source: str | None = None,
-    collection: str = "default",
+    collection: str = DEFAULT_COLLECTION,
+    tenant: int = DEFAULT_TENANT_ID,
     parser: ParsePool | None = None,
 ) -> FileResult:
-    """Ingests one file (an upload) into `collection` under `source` (default: its file:// URI).
+    """Ingests one file (an upload) into `tenant`'s `collection` under `source` (default: its file:// URI).
 
     It is parsed by `parser` (the gateway keeps one pool; without one, a worker is started for
     this file). Parse failures and refusals come back as a FileResult with status "failed", the
@@ -266,7 +270,7 @@ async def ingest_file(
             parser = await stack.enter_async_context(ParsePool())
         try:
             return await _ingest_bytes(
-                _Connections(conn, None), embedder, parser, data, path, source, collection
+                _Connections(conn, None), embedder, parser, data, path, source, collection, tenant
             )
         except DocumentError as e:
             return failed(source, e, path)
@@ -306,13 +310,14 @@ async def ingest_paths(
     embedder: Embedder,
     paths: Sequence[Path],
     *,
-    collection: str = "default",
+    collection: str = DEFAULT_COLLECTION,
+    tenant: int = DEFAULT_TENANT_ID,
     prune: bool = False,
     progress: ProgressCallback | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> IngestReport:
-    """Ingests every supported file under `paths` into `collection`.
+    """Ingests every supported file under `paths` into `tenant`'s `collection` (default: the first tenant's).
 
     With `prune`, documents of the collection whose source lies under one of the given
     directories (or is one of the given files) and no longer exists are deleted first.
@@ -341,7 +346,7 @@ async def ingest_paths(
     workers = max(1, min(concurrency, os.cpu_count() or 1))
     async with _open(conninfo_or_pool) as connections, ParsePool(limits, workers=workers) as parser:
         if prune:
-            report.pruned = await _prune(connections, collection, roots, files)
+            report.pruned = await _prune(connections, tenant, collection, roots, files)
         for failure in failures:
             record(failure)
         semaphore = asyncio.Semaphore(max(1, concurrency))
@@ -352,7 +357,7 @@ async def ingest_paths(
                 try:
                     data = await asyncio.to_thread(path.read_bytes)
                     result = await _ingest_bytes(
-                        connections, embedder, parser, data, path, source, collection
+                        connections, embedder, parser, data, path, source, collection, tenant
                     )
                 except OSError as e:
                     result = FileResult(
@@ -426,7 +431,7 @@ def _uri_path(uri: str) -> Path:
 
 
 async def _prune(
-    connections: _Connections, collection: str, roots: Sequence[Path], files: Sequence[Path]
+    connections: _Connections, tenant: int, collection: str, roots: Sequence[Path], files: Sequence[Path]
 ) -> list[str]:
     """Deletes the documents stored from files under the walked directories that no longer exist.
 
@@ -435,13 +440,13 @@ async def _prune(
     present = {source_for(f) for f in files}
     scopes = [root.as_uri().rstrip("/") + "/" for root in roots]
     async with connections.connection() as conn:
-        stored = await store.list_sources(conn, collection)
+        stored = await store.list_sources(conn, collection, tenant=tenant)
         gone = [
             s
             for s in stored
             if s not in present and any(s.startswith(scope) for scope in scopes) and not _uri_path(s).exists()
         ]
-        pruned = await store.delete_sources(conn, collection, gone)
+        pruned = await store.delete_sources(conn, collection, gone, tenant=tenant)
     for source in pruned:
         log.info("pruned %s", source)
     return pruned

@@ -25,6 +25,7 @@ import psycopg
 
 from ingest.embedding import Embedder
 from ingest.store import TS_CONFIG, vector_literal
+from ingest.tenancy import tenant_scope
 
 SearchMode = Literal["hybrid", "vector", "text"]
 
@@ -67,7 +68,7 @@ _VECTOR_SQL = """
 SELECT c.id, c.document_id, d.title, d.source_uri, c.heading_path, c.text,
        1 - (c.embedding <=> %(embedding)s::vector) AS score
 FROM chunks c JOIN documents d ON d.id = c.document_id
-WHERE c.collection = %(collection)s
+WHERE c.tenant_id = %(tenant)s AND c.collection = %(collection)s
 ORDER BY c.embedding <=> %(embedding)s::vector
 LIMIT %(k)s
 """
@@ -85,7 +86,7 @@ def _ranked_text_matches(limit_param: str) -> str:
         SELECT m.id, m.tsv
         FROM (
             SELECT c.id, c.tsv FROM chunks c, (SELECT {QUERY_TSQUERY} AS tsq) q
-            WHERE c.collection = %(collection)s AND c.tsv @@ q.tsq
+            WHERE c.tenant_id = %(tenant)s AND c.collection = %(collection)s AND c.tsv @@ q.tsq
             LIMIT %(text_limit)s
         ) m, (SELECT {QUERY_TSQUERY} AS tsq) q
         ORDER BY ts_rank(m.tsv, q.tsq) DESC, m.id
@@ -108,7 +109,7 @@ WITH vec AS (
     FROM (
         SELECT id, embedding <=> %(embedding)s::vector AS distance
         FROM chunks
-        WHERE collection = %(collection)s
+        WHERE tenant_id = %(tenant)s AND collection = %(collection)s
         ORDER BY embedding <=> %(embedding)s::vector
         LIMIT %(candidates)s
     ) nearest
@@ -137,11 +138,12 @@ async def search(
     embedder: Embedder,
     query: str,
     *,
+    tenant: int,
     collection: str = "default",
     k: int = 5,
     mode: Literal["hybrid", "vector", "text"] = "hybrid",
 ) -> list[SearchHit]:
-    """The `k` chunks of `collection` that best answer `query`, best first.
+    """The `k` chunks of `tenant`'s `collection` that best answer `query`, best first.
 
     Raises EmbeddingUnavailable (vector and hybrid modes) when the embed model cannot be reached;
     psycopg errors from the store propagate unchanged (the caller owns the connection).
@@ -152,7 +154,9 @@ async def search(
     if mode not in ("hybrid", "vector", "text"):
         raise ValueError(f"unknown search mode {mode!r}")
     embedding = (await embedder.embed([query]))[0] if mode != "text" else None
-    return await search_embedding(conn, embedding, query, collection=collection, k=k, mode=mode)
+    return await search_embedding(
+        conn, embedding, query, tenant=tenant, collection=collection, k=k, mode=mode
+    )
 
 
 async def search_embedding(
@@ -160,6 +164,7 @@ async def search_embedding(
     embedding: npt.NDArray[np.float32] | None,
     query: str,
     *,
+    tenant: int,
     collection: str = "default",
     k: int = 5,
     mode: SearchMode = "hybrid",
@@ -171,6 +176,7 @@ async def search_embedding(
     """
     k = min(k, MAX_K)
     params: dict[str, Any] = {
+        "tenant": tenant,
         "collection": collection,
         "k": k,
         "query": query,
@@ -187,7 +193,7 @@ async def search_embedding(
             raise ValueError(f"mode {mode!r} needs the query embedding")
         params["embedding"] = vector_literal(embedding)
         statement = _VECTOR_SQL if mode == "vector" else _HYBRID_SQL
-    async with conn.transaction():
+    async with tenant_scope(conn, tenant):
         if mode != "text":
             # Transaction-local: the caller's connection keeps its own settings afterwards. The
             # HNSW scan returns at most ef_search rows, so it is never below what we ask for.

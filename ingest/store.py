@@ -5,7 +5,9 @@ ingest pipeline writes through `write_document`, which replaces a document and a
 one transaction, so readers see either the old version or the new one, never a mix.
 
 Every function takes a psycopg `AsyncConnection` in either autocommit or transaction mode and
-runs its statements inside `conn.transaction()` (a savepoint if a transaction is already open).
+the tenant it works for, filters on that tenant, and runs its statements inside
+`tenant_scope` (ingest/tenancy.py): a transaction (a savepoint if one is already open) in which
+row-level security hides every other tenant's rows, should a filter here be missing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ingest.tenancy import ensure_collection, tenant_scope
+
 # The text search configuration used both to index chunks and to parse queries; they must match.
 TS_CONFIG = "english"
 
@@ -31,6 +35,7 @@ WriteStatus = Literal["ingested", "replaced", "unchanged", "duplicate"]
 @dataclass(frozen=True)
 class DocumentInfo:
     id: int
+    tenant_id: int
     collection: str
     source: str
     title: str
@@ -62,7 +67,7 @@ class WriteResult:
 
 
 _SELECT_DOCUMENTS = sql.SQL(
-    "SELECT id, collection, source_uri AS source, title, content_hash, format, chunk_count, metadata,"
+    "SELECT id, tenant_id, collection, source_uri AS source, title, content_hash, format, chunk_count, metadata,"
     " created_at, updated_at FROM documents"
 )
 
@@ -77,83 +82,107 @@ def _info(row: Mapping[str, Any]) -> DocumentInfo:
 
 
 async def list_documents(
-    conn: psycopg.AsyncConnection[Any], collection: str | None = None
+    conn: psycopg.AsyncConnection[Any], collection: str | None = None, *, tenant: int
 ) -> list[DocumentInfo]:
-    """Every document, or those of one collection, ordered by collection then source."""
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+    """Every document of `tenant`, or those of one collection, ordered by collection then source."""
+    async with tenant_scope(conn, tenant), conn.cursor(row_factory=dict_row) as cur:
         if collection is None:
-            await cur.execute(_SELECT_DOCUMENTS + sql.SQL(" ORDER BY collection, source_uri"))
+            await cur.execute(
+                _SELECT_DOCUMENTS + sql.SQL(" WHERE tenant_id = %s ORDER BY collection, source_uri"),
+                (tenant,),
+            )
         else:
             await cur.execute(
-                _SELECT_DOCUMENTS + sql.SQL(" WHERE collection = %s ORDER BY source_uri"),
-                (collection,),
+                _SELECT_DOCUMENTS + sql.SQL(" WHERE tenant_id = %s AND collection = %s ORDER BY source_uri"),
+                (tenant, collection),
             )
         return [_info(row) for row in await cur.fetchall()]
 
 
-async def get_document(conn: psycopg.AsyncConnection[Any], document_id: int) -> DocumentInfo | None:
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_SELECT_DOCUMENTS + sql.SQL(" WHERE id = %s"), (document_id,))
+async def get_document(
+    conn: psycopg.AsyncConnection[Any], document_id: int, *, tenant: int
+) -> DocumentInfo | None:
+    """The document with this id, if it is `tenant`'s."""
+    async with tenant_scope(conn, tenant), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            _SELECT_DOCUMENTS + sql.SQL(" WHERE id = %s AND tenant_id = %s"), (document_id, tenant)
+        )
         row = await cur.fetchone()
         return _info(row) if row else None
 
 
 async def find_document(
-    conn: psycopg.AsyncConnection[Any], collection: str, source: str
+    conn: psycopg.AsyncConnection[Any], collection: str, source: str, *, tenant: int
 ) -> DocumentInfo | None:
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+    async with tenant_scope(conn, tenant), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            _SELECT_DOCUMENTS + sql.SQL(" WHERE collection = %s AND source_uri = %s"),
-            (collection, source),
+            _SELECT_DOCUMENTS + sql.SQL(" WHERE tenant_id = %s AND collection = %s AND source_uri = %s"),
+            (tenant, collection, source),
         )
         row = await cur.fetchone()
         return _info(row) if row else None
 
 
 async def find_by_hash(
-    conn: psycopg.AsyncConnection[Any], collection: str, content_hash: str
+    conn: psycopg.AsyncConnection[Any], collection: str, content_hash: str, *, tenant: int
 ) -> DocumentInfo | None:
-    """The oldest document of `collection` with this content, if any."""
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+    """The oldest document of `tenant`'s `collection` with this content, if any."""
+    async with tenant_scope(conn, tenant), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            _SELECT_DOCUMENTS + sql.SQL(" WHERE collection = %s AND content_hash = %s ORDER BY id LIMIT 1"),
-            (collection, content_hash),
+            _SELECT_DOCUMENTS
+            + sql.SQL(" WHERE tenant_id = %s AND collection = %s AND content_hash = %s ORDER BY id LIMIT 1"),
+            (tenant, collection, content_hash),
         )
         row = await cur.fetchone()
         return _info(row) if row else None
 
 
-async def delete_document(conn: psycopg.AsyncConnection[Any], document_id: int) -> bool:
-    """Deletes a document and its chunks; False when there was no such document."""
-    async with conn.transaction():
-        cur = await conn.execute("DELETE FROM documents WHERE id = %s", (document_id,))
+async def delete_document(
+    conn: psycopg.AsyncConnection[Any],
+    document_id: int,
+    *,
+    tenant: int,
+    collections: Sequence[str] | None = None,
+) -> bool:
+    """Deletes a document of `tenant` (in one of `collections`, when given) and its chunks;
+    False when there was no such document."""
+    allowed = list(collections) if collections is not None else None
+    async with tenant_scope(conn, tenant):
+        cur = await conn.execute(
+            "DELETE FROM documents WHERE id = %s AND tenant_id = %s"
+            " AND (%s::text[] IS NULL OR collection = ANY(%s::text[]))",
+            (document_id, tenant, allowed, allowed),
+        )
         return cur.rowcount > 0
 
 
 async def delete_sources(
-    conn: psycopg.AsyncConnection[Any], collection: str, sources: Sequence[str]
+    conn: psycopg.AsyncConnection[Any], collection: str, sources: Sequence[str], *, tenant: int
 ) -> list[str]:
-    """Deletes the documents of `collection` with these sources; returns the sources deleted."""
+    """Deletes the documents of `tenant`'s `collection` with these sources; returns the sources deleted."""
     if not sources:
         return []
-    async with conn.transaction():
+    async with tenant_scope(conn, tenant):
         cur = await conn.execute(
-            "DELETE FROM documents WHERE collection = %s AND source_uri = ANY(%s) RETURNING source_uri",
-            (collection, list(sources)),
+            "DELETE FROM documents WHERE tenant_id = %s AND collection = %s AND source_uri = ANY(%s)"
+            " RETURNING source_uri",
+            (tenant, collection, list(sources)),
         )
         return sorted(row[0] for row in await cur.fetchall())
 
 
-async def list_sources(conn: psycopg.AsyncConnection[Any], collection: str) -> list[str]:
-    async with conn.transaction():
-        cur = await conn.execute("SELECT source_uri FROM documents WHERE collection = %s", (collection,))
+async def list_sources(conn: psycopg.AsyncConnection[Any], collection: str, *, tenant: int) -> list[str]:
+    async with tenant_scope(conn, tenant):
+        cur = await conn.execute(
+            "SELECT source_uri FROM documents WHERE tenant_id = %s AND collection = %s", (tenant, collection)
+        )
         return [row[0] for row in await cur.fetchall()]
 
 
 _INSERT_CHUNK = """
-INSERT INTO chunks (document_id, collection, position, heading_path, text, token_count, page, embedding, tsv)
+INSERT INTO chunks (document_id, tenant_id, collection, position, heading_path, text, token_count, page, embedding, tsv)
 VALUES (
-    %(document_id)s, %(collection)s, %(position)s, %(heading_path)s, %(text)s, %(token_count)s, %(page)s,
+    %(document_id)s, %(tenant_id)s, %(collection)s, %(position)s, %(heading_path)s, %(text)s, %(token_count)s, %(page)s,
     %(embedding)s::vector,
     setweight(to_tsvector(%(ts_config)s::regconfig, %(headings)s), 'A')
     || setweight(to_tsvector(%(ts_config)s::regconfig, %(title)s), 'B')
@@ -165,6 +194,7 @@ VALUES (
 async def write_document(
     conn: psycopg.AsyncConnection[Any],
     *,
+    tenant: int,
     collection: str,
     source: str,
     title: str,
@@ -173,40 +203,42 @@ async def write_document(
     metadata: Mapping[str, Any],
     chunks: Sequence[ChunkRow],
 ) -> WriteResult:
-    """Stores a document with its chunks in one transaction, replacing any previous version.
+    """Stores a document of `tenant` with its chunks in one transaction, replacing any previous
+    version; the collection is created on its first document.
 
-    Serialised per (collection, source) and per (collection, content) with transaction-scoped
+    Serialised per (tenant, collection, source) and per (tenant, collection, content) with transaction-scoped
     advisory locks, so concurrent ingests of the same files end with one copy of each: the loser
     finds the winner's row and reports `unchanged` (same source) or `duplicate` (same content
     already stored under another source, for a source not stored yet).
     """
     pipeline = str(metadata.get("pipeline", ""))
-    async with conn.transaction():
+    async with tenant_scope(conn, tenant):
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 1)), pg_advisory_xact_lock(hashtextextended(%s, 2))",
-            (f"{collection}\x1f{source}", f"{collection}\x1f{content_hash}"),
+            (f"{tenant}\x1f{collection}\x1f{source}", f"{tenant}\x1f{collection}\x1f{content_hash}"),
         )
         cur = await conn.execute(
             "SELECT id, content_hash, metadata->>'pipeline' FROM documents"
-            " WHERE collection = %s AND source_uri = %s FOR UPDATE",
-            (collection, source),
+            " WHERE tenant_id = %s AND collection = %s AND source_uri = %s FOR UPDATE",
+            (tenant, collection, source),
         )
         existing = await cur.fetchone()
         if existing is not None and existing[1] == content_hash and existing[2] == pipeline:
             return WriteResult("unchanged", existing[0])
         if existing is None:
             cur = await conn.execute(
-                "SELECT id, source_uri FROM documents WHERE collection = %s AND content_hash = %s"
-                " ORDER BY id LIMIT 1",
-                (collection, content_hash),
+                "SELECT id, source_uri FROM documents WHERE tenant_id = %s AND collection = %s"
+                " AND content_hash = %s ORDER BY id LIMIT 1",
+                (tenant, collection, content_hash),
             )
             twin = await cur.fetchone()
             if twin is not None:
                 return WriteResult("duplicate", twin[0], duplicate_of=twin[1])
+            await ensure_collection(conn, tenant, collection)
             cur = await conn.execute(
-                "INSERT INTO documents (collection, source_uri, title, content_hash, format, metadata, chunk_count)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (collection, source, title, content_hash, format, json.dumps(metadata), len(chunks)),
+                "INSERT INTO documents (tenant_id, collection, source_uri, title, content_hash, format, metadata,"
+                " chunk_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (tenant, collection, source, title, content_hash, format, json.dumps(metadata), len(chunks)),
             )
             row = await cur.fetchone()
             assert row is not None
@@ -215,11 +247,13 @@ async def write_document(
         else:
             document_id = existing[0]
             status = "replaced"
-            await conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
+            await conn.execute(
+                "DELETE FROM chunks WHERE document_id = %s AND tenant_id = %s", (document_id, tenant)
+            )
             await conn.execute(
                 "UPDATE documents SET title = %s, content_hash = %s, format = %s, metadata = %s,"
-                " chunk_count = %s, updated_at = now() WHERE id = %s",
-                (title, content_hash, format, json.dumps(metadata), len(chunks), document_id),
+                " chunk_count = %s, updated_at = now() WHERE id = %s AND tenant_id = %s",
+                (title, content_hash, format, json.dumps(metadata), len(chunks), document_id, tenant),
             )
         if chunks:
             async with conn.cursor() as cur:
@@ -228,6 +262,7 @@ async def write_document(
                     [
                         {
                             "document_id": document_id,
+                            "tenant_id": tenant,
                             "collection": collection,
                             "position": chunk.position,
                             "heading_path": list(chunk.heading_path),

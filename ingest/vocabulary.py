@@ -16,6 +16,8 @@ from collections.abc import Iterable
 
 import psycopg
 
+from ingest.tenancy import tenant_scope
+
 MAX_CHARS = 400  # of the hint: ~100 Whisper tokens, leaving room for the transcript's own
 SAMPLE_CHUNKS = 5000  # chunks read to count terms; enough to rank a big collection's words
 
@@ -129,15 +131,16 @@ def rank(chunks: Iterable[str], headings: Iterable[str], *, max_chars: int = MAX
     return ", ".join(hint)
 
 
-async def collection_vocabulary(conn: psycopg.AsyncConnection, collection: str) -> str:
-    """The ASR hint for `collection` ("" when it holds nothing)."""
-    rows = await (
-        await conn.execute(
-            "SELECT c.text, d.title, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id"
-            " WHERE c.collection = %s ORDER BY c.id LIMIT %s",
-            (collection, SAMPLE_CHUNKS),
-        )
-    ).fetchall()
+async def collection_vocabulary(conn: psycopg.AsyncConnection, collection: str, *, tenant: int) -> str:
+    """The ASR hint for `tenant`'s `collection` ("" when it holds nothing)."""
+    async with tenant_scope(conn, tenant):
+        rows = await (
+            await conn.execute(
+                "SELECT c.text, d.title, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id"
+                " WHERE c.tenant_id = %s AND c.collection = %s ORDER BY c.id LIMIT %s",
+                (tenant, collection, SAMPLE_CHUNKS),
+            )
+        ).fetchall()
     texts = [row[0] for row in rows]
     headings = {row[1] for row in rows} | {h for row in rows for h in (row[2] or [])}
     return rank(texts, headings)

@@ -7,6 +7,9 @@
   `POST /v1/sessions` and present it on the WebSocket as `?token=…`. The token carries the key's
   subject, so a key revoked since refuses its tokens too.
 - Dev mode (`make up`) admits anonymous clients, but only from loopback addresses.
+- Every caller acts for one tenant, with scopes and the collections it may use (`Caller`): a
+  stored key's own; the bootstrap key and dev mode's anonymous callers act as the first tenant
+  with every scope.
 
 Stored-key lookups are cached for KEY_CACHE_TTL_S per process, so a revocation takes effect
 within that many seconds on every replica, on open voice sockets too (`check_socket`, at each
@@ -34,9 +37,16 @@ import psycopg_pool
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import HTTPConnection
 
+from ingest.tenancy import DEFAULT_COLLECTION, DEFAULT_TENANT_ID
 from orchestrator import keys
-from orchestrator.errors import RateLimited, StoreUnavailable, Unauthorized
-from orchestrator.keys import ApiKey
+from orchestrator.errors import (
+    CollectionForbidden,
+    InsufficientScope,
+    RateLimited,
+    StoreUnavailable,
+    Unauthorized,
+)
+from orchestrator.keys import SCOPE_ADMIN, SCOPES, ApiKey
 from orchestrator.limits import RateLimiter, SessionLimiter, retry_after
 from orchestrator.settings import Settings
 
@@ -54,10 +64,49 @@ TOKEN_EXPIRED = "the session token has expired; request a new one"  # noqa: S105
 @dataclass(frozen=True)
 class Caller:
     """Who made a request: `subject` names the key ('bootstrap', 'anonymous' or 'key:<id>' of a
-    stored key); `client` is the client's address, which tells anonymous callers apart."""
+    stored key); `client` is the client's address, which tells anonymous callers apart. The rest
+    is what the key may do: for which tenant, with which scopes, in which of its collections
+    (None: all of them), and the collection used when a request names none."""
 
     subject: str
     client: str | None = None
+    tenant_id: int = DEFAULT_TENANT_ID
+    scopes: frozenset[str] = frozenset(SCOPES)
+    collections: tuple[str, ...] | None = None
+    default_collection: str = DEFAULT_COLLECTION
+
+    @classmethod
+    def of_key(cls, key: ApiKey, client: str | None) -> Caller:
+        return cls(
+            key.subject,
+            client,
+            tenant_id=key.tenant_id,
+            scopes=frozenset(key.scopes),
+            collections=key.collections,
+            default_collection=key.default_collection,
+        )
+
+    def require(self, scope: str) -> None:
+        """Raises InsufficientScope (403) unless the key has `scope` (or `admin`)."""
+        if scope not in self.scopes and SCOPE_ADMIN not in self.scopes:
+            raise InsufficientScope(f"this API key lacks the {scope!r} scope")
+
+    def collection(self, requested: str | None = None) -> str:
+        """The collection a request uses: `requested`, or the key's default. Raises
+        CollectionForbidden (403) for one the key may not use."""
+        name = requested or self.default_collection
+        if self.collections is not None and name not in self.collections and SCOPE_ADMIN not in self.scopes:
+            raise CollectionForbidden(
+                f"this API key may not use collection {name!r}; it may use {', '.join(self.collections)}"
+            )
+        return name
+
+    def may_use(self, collection: str) -> bool:
+        try:
+            self.collection(collection)
+        except CollectionForbidden:
+            return False
+        return True
 
     @property
     def anonymous(self) -> bool:
@@ -136,15 +185,23 @@ class TokenClaims:
     session_id: str
     resume: bool = False
     expires_at: float = float("inf")
+    collection: str | None = None  # what the session answers from (None: the key's default)
 
 
 def issue_token(
-    settings: Settings, subject: str, session_id: str, *, resume: bool = False
+    settings: Settings,
+    subject: str,
+    session_id: str,
+    *,
+    resume: bool = False,
+    collection: str | None = None,
 ) -> tuple[str, int]:
     expires = int(time.time()) + settings.session_token_ttl_s
     claims: dict[str, object] = {"sub": subject, "sid": session_id, "aud": TOKEN_AUDIENCE, "exp": expires}
     if resume:
         claims["resume"] = True
+    if collection is not None:
+        claims["col"] = collection
     return jwt.encode(claims, _signing_key(settings), algorithm=_ALGORITHM), expires
 
 
@@ -165,7 +222,14 @@ def verify_token(settings: Settings, token: str) -> TokenClaims:
         raise Unauthorized("the session token is not valid") from e
     if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("sid"), str):
         raise Unauthorized("the session token is not valid")
-    return TokenClaims(claims["sub"], claims["sid"], claims.get("resume") is True, float(claims["exp"]))
+    collection = claims.get("col")
+    return TokenClaims(
+        claims["sub"],
+        claims["sid"],
+        claims.get("resume") is True,
+        float(claims["exp"]),
+        collection if isinstance(collection, str) else None,
+    )
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -252,7 +316,7 @@ class Gatekeeper:
                 return Caller(BOOTSTRAP, client_host)
             if keys.key_prefix(key) is not None:
                 stored = await self._stored_key(pool, key)
-                return Caller(stored.subject, client_host)
+                return Caller.of_key(stored, client_host)
             if not anonymous_ok:
                 raise Unauthorized("the API key is not valid")
         if anonymous_ok:
@@ -283,7 +347,7 @@ class Gatekeeper:
                 caller = Caller(claims.subject, client_host)
                 key_id = keys.key_id_of(caller.subject)
                 if key_id is not None:
-                    await self._stored_key_by_id(pool, key_id)
+                    caller = Caller.of_key(await self._stored_key_by_id(pool, key_id), client_host)
             self.count_request(caller)
             return caller, claims
         if self.settings.dev_mode and is_loopback(client_host):

@@ -62,6 +62,20 @@ class Forbidden(VoicebotError):
     http_status = 403
 
 
+class InsufficientScope(VoicebotError):
+    """The caller's API key lacks the scope this route needs (`ask`, `documents`)."""
+
+    code = ErrorCode.INSUFFICIENT_SCOPE
+    http_status = 403
+
+
+class CollectionForbidden(VoicebotError):
+    """The caller's API key may not use the collection it named."""
+
+    code = ErrorCode.COLLECTION_FORBIDDEN
+    http_status = 403
+
+
 class RateLimited(VoicebotError):
     code = ErrorCode.RATE_LIMITED
     retryable = True

@@ -5,6 +5,12 @@ listings and finds its row; `secret` (43 letters or digits, about 256 bits) is w
 valid. Keys are high-entropy random tokens, so a SHA-256 digest of the whole key is stored (a slow
 password hash buys nothing here) and compared in constant time. The key itself is shown once,
 by `voicebot keys create`, and never stored.
+
+A key belongs to a tenant (ingest/tenancy.py) and carries scopes: `ask` (voice sessions, chat,
+transcription and speech), `documents` (the documents API), `admin` (every scope, and every
+collection of its tenant whatever `collections` says). `collections` lists the tenant's
+collections the key may use (None: all of them); `default_collection` is the one used when a
+request names none (ingest/migrations/0004).
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ import hmac
 import re
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+
+from ingest.tenancy import DEFAULT_COLLECTION, DEFAULT_TENANT_ID
 
 KEY_SCHEME = "vb"
 PREFIX_LENGTH = 8
@@ -29,6 +38,12 @@ _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _KEY = re.compile(rf"{KEY_SCHEME}_([a-z0-9]{{{PREFIX_LENGTH}}})_([A-Za-z0-9]{{{SECRET_LENGTH}}})")
 SUBJECT_PREFIX = "key:"
+SCOPE_ASK = "ask"
+SCOPE_DOCUMENTS = "documents"
+SCOPE_ADMIN = "admin"
+SCOPES = (SCOPE_ASK, SCOPE_DOCUMENTS, SCOPE_ADMIN)  # as api_keys_scopes_check
+DEFAULT_SCOPES = (SCOPE_ASK, SCOPE_DOCUMENTS)
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as documents_collection_check
 
 
 class KeyNotFound(LookupError):
@@ -77,6 +92,10 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    tenant_id: int = DEFAULT_TENANT_ID
+    scopes: tuple[str, ...] = SCOPES
+    collections: tuple[str, ...] | None = None  # None: every collection of the tenant
+    default_collection: str = DEFAULT_COLLECTION
 
     @property
     def revoked(self) -> bool:
@@ -91,24 +110,81 @@ class ApiKey:
         return f"{KEY_SCHEME}_{self.prefix}_…"
 
 
+_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at, tenant_id, scopes, collections, default_collection"
+
+
 def _key(row: dict[str, Any]) -> ApiKey:
-    return ApiKey(**{k: row[k] for k in ("id", "name", "prefix", "created_at", "last_used_at", "revoked_at")})
+    return ApiKey(
+        **{
+            k: row[k]
+            for k in ("id", "name", "prefix", "created_at", "last_used_at", "revoked_at", "tenant_id")
+        },
+        scopes=tuple(row["scopes"]),
+        collections=tuple(row["collections"]) if row["collections"] is not None else None,
+        default_collection=row["default_collection"],
+    )
 
 
-async def create_key(conn: psycopg.AsyncConnection[Any], name: str) -> tuple[ApiKey, str]:
-    """Stores a new key named `name`; returns it and the key itself (shown once, never stored)."""
+def check_grant(
+    scopes: Sequence[str], collections: Sequence[str] | None, default_collection: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...] | None, str]:
+    """What a new key may do, checked and normalised: (scopes, collections, default collection).
+
+    The default collection is the first listed collection unless given, and must be one of them.
+    Raises ValueError with a message for the person who asked."""
+    wanted = tuple(dict.fromkeys(s.strip() for s in scopes if s.strip()))
+    unknown = [s for s in wanted if s not in SCOPES]
+    if unknown or not wanted:
+        raise ValueError(f"scopes are one or more of {', '.join(SCOPES)}; got {', '.join(unknown) or 'none'}")
+    listed = (
+        tuple(dict.fromkeys(c.strip() for c in collections if c.strip())) if collections is not None else None
+    )
+    for name in (*(listed or ()), *([default_collection] if default_collection else [])):
+        if not COLLECTION_NAME.fullmatch(name):
+            raise ValueError(
+                f"invalid collection {name!r}: letters, digits, '_', '.', '-', at most 64, starting alphanumeric"
+            )
+    if listed is not None and not listed:
+        raise ValueError("a key's collections list needs at least one collection")
+    default = default_collection or (listed[0] if listed else DEFAULT_COLLECTION)
+    if listed is not None and default not in listed:
+        raise ValueError(f"the default collection {default!r} is not one of the key's collections")
+    return wanted, listed, default
+
+
+async def create_key(
+    conn: psycopg.AsyncConnection[Any],
+    name: str,
+    *,
+    tenant_id: int = DEFAULT_TENANT_ID,
+    scopes: Sequence[str] = DEFAULT_SCOPES,
+    collections: Sequence[str] | None = None,
+    default_collection: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Stores a new key named `name` for tenant `tenant_id`, with `scopes`, limited to
+    `collections` (None: all of the tenant's); returns it and the key itself (shown once, never
+    stored). Raises ValueError for a bad name or grant."""
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME_LENGTH or not name.isprintable():
         raise ValueError(f"a key name is 1 to {MAX_NAME_LENGTH} printable characters")
+    granted, listed, default = check_grant(scopes, collections, default_collection)
     while True:
         key = generate_key()
         prefix = key_prefix(key)
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
-                "INSERT INTO api_keys (name, prefix, key_hash) VALUES (%s, %s, %s)"
-                " ON CONFLICT (prefix) DO NOTHING"
-                " RETURNING id, name, prefix, created_at, last_used_at, revoked_at",
-                (name, prefix, hash_key(key)),
+                "INSERT INTO api_keys (name, prefix, key_hash, tenant_id, scopes, collections, default_collection)"  # noqa: S608 - constant
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                f" ON CONFLICT (prefix) DO NOTHING RETURNING {_COLUMNS}",
+                (
+                    name,
+                    prefix,
+                    hash_key(key),
+                    tenant_id,
+                    list(granted),
+                    list(listed) if listed is not None else None,
+                    default,
+                ),
             )
             row = await cur.fetchone()
         if row is not None:  # else the prefix was taken (36^8 prefixes: rare): draw again
@@ -117,9 +193,7 @@ async def create_key(conn: psycopg.AsyncConnection[Any], name: str) -> tuple[Api
 
 async def list_keys(conn: psycopg.AsyncConnection[Any]) -> list[ApiKey]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id"
-        )
+        await cur.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY id")  # noqa: S608 - constant
         return [_key(row) for row in await cur.fetchall()]
 
 
@@ -138,8 +212,8 @@ async def revoke_key(conn: psycopg.AsyncConnection[Any], ref: str) -> ApiKey:
         if len(rows) > 1:
             raise KeyNotFound(f"{ref!r} is both an id and a prefix; give the other one")
         await cur.execute(
-            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s"
-            " RETURNING id, name, prefix, created_at, last_used_at, revoked_at",
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s"  # noqa: S608 - constant
+            f" RETURNING {_COLUMNS}",
             (rows[0]["id"],),
         )
         row = await cur.fetchone()
@@ -154,7 +228,7 @@ async def find_key(conn: psycopg.AsyncConnection[Any], key: str) -> ApiKey | Non
         return None
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT id, name, prefix, created_at, last_used_at, revoked_at, key_hash FROM api_keys WHERE prefix = %s",
+            f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE prefix = %s",  # noqa: S608 - constant
             (prefix,),
         )
         row = await cur.fetchone()
@@ -166,7 +240,7 @@ async def find_key(conn: psycopg.AsyncConnection[Any], key: str) -> ApiKey | Non
 async def get_key(conn: psycopg.AsyncConnection[Any], key_id: int) -> ApiKey | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE id = %s",
+            f"SELECT {_COLUMNS} FROM api_keys WHERE id = %s",  # noqa: S608 - constant
             (key_id,),
         )
         row = await cur.fetchone()

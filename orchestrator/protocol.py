@@ -34,6 +34,8 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"  # message, text or turn audio over its limit
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"  # HTTP: a page of another site, or (dev mode) a host name not loopback
+    INSUFFICIENT_SCOPE = "insufficient_scope"  # the API key lacks the scope the route needs (403)
+    COLLECTION_FORBIDDEN = "collection_forbidden"  # the API key may not use that collection (403)
     RATE_LIMITED = "rate_limited"
     NOT_FOUND = "not_found"  # unknown session or document
     MODEL_UNAVAILABLE = "model_unavailable"  # Triton down or a model failing

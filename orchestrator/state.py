@@ -19,6 +19,7 @@ from ingest.limits import limits_from_settings
 from ingest.migrate import migrate
 from ingest.parsing import ParsePool
 from ingest.search import search
+from ingest.tenancy import DEFAULT_COLLECTION, DEFAULT_TENANT_ID
 from ingest.vocabulary import collection_vocabulary
 from orchestrator.auth import Caller, Gatekeeper
 from orchestrator.errors import BadRequest, ModelUnavailable, StoreUnavailable, TooLarge
@@ -28,6 +29,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.pipeline import (
     AnswerOptions,
     AnswerResult,
+    Retriever,
     Sink,
     Source,
     answer,
@@ -45,7 +47,21 @@ READINESS_TIMEOUT_S = 2.0
 VOCABULARY_TTL_S = 60.0  # documents change rarely; a new upload reaches the ASR hint within this
 DRAIN_POLL_S = 0.1
 RETRIEVAL_K = 4
-COLLECTION = "default"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What a caller's questions are answered from: one collection of one tenant (the routes
+    build it from the caller: `Caller.tenant_id`, `Caller.collection(...)`)."""
+
+    tenant_id: int = DEFAULT_TENANT_ID
+    collection: str = DEFAULT_COLLECTION
+
+
+def corpus_of(caller: Caller, collection: str | None = None) -> Corpus:
+    """The corpus a caller's request answers from: its tenant's `collection` (default: the key's).
+    Raises CollectionForbidden for a collection the key may not use."""
+    return Corpus(caller.tenant_id, caller.collection(collection))
 
 
 @dataclass
@@ -65,8 +81,9 @@ class AppState:
     session_store: SessionStore = field(init=False)
     # Uploads are parsed in these worker processes, never in the event loop (started on demand).
     parser: ParsePool = field(init=False)
-    _vocabulary: tuple[float, str] = (float("-inf"), "")  # (when read, the ASR hint)
-    _vocabulary_task: asyncio.Task[None] | None = None
+    # Per corpus: (when read, the ASR hint); the task reading one.
+    _vocabulary: dict[Corpus, tuple[float, str]] = field(default_factory=dict)
+    _vocabulary_tasks: dict[Corpus, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.gatekeeper = Gatekeeper(self.settings)
@@ -121,9 +138,9 @@ class AppState:
             log.info("applied schema migrations %s", ", ".join(applied))
 
     async def close(self) -> None:
-        if self._vocabulary_task is not None:
-            self._vocabulary_task.cancel()
-            await asyncio.gather(self._vocabulary_task, return_exceptions=True)
+        for task in self._vocabulary_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._vocabulary_tasks.values(), return_exceptions=True)
         await self.parser.aclose()
         if self.embedder is not None:
             await self.embedder.close()
@@ -186,46 +203,61 @@ class AppState:
             log.warning("drain timeout: %d turns still in flight are cut off", left)
         await asyncio.gather(*(s.end_for_shutdown() for s in list(self.sessions)), return_exceptions=True)
 
-    async def retrieve(self, question: str) -> list[Source]:
-        """The passages that answer `question`, as numbered citations (the pipeline's Retriever)."""
+    async def retrieve(self, question: str, corpus: Corpus) -> list[Source]:
+        """The passages of `corpus` that answer `question`, as numbered citations."""
         if self.pool is None or self.embedder is None:
             raise StoreUnavailable("no database is configured")
         try:
             async with self.pool.connection(timeout=READINESS_TIMEOUT_S * 2) as conn:
-                hits = await search(conn, self.embedder, question, collection=COLLECTION, k=RETRIEVAL_K)
+                hits = await search(
+                    conn,
+                    self.embedder,
+                    question,
+                    tenant=corpus.tenant_id,
+                    collection=corpus.collection,
+                    k=RETRIEVAL_K,
+                )
         except EmbeddingUnavailable as e:
             raise ModelUnavailable(f"the embedding model is unavailable: {e}") from e
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
             raise StoreUnavailable("the document store is unavailable") from e
         return sources_from_hits(hits, question, self.settings.passage_chars)
 
-    def vocabulary(self) -> str:
-        """The collection's vocabulary for the ASR (ingest/vocabulary.py), as last read; when older
+    def retriever(self, corpus: Corpus) -> Retriever:
+        """The pipeline's Retriever for one corpus: every turn it serves searches only there."""
+
+        async def retrieve(question: str) -> list[Source]:
+            return await self.retrieve(question, corpus)
+
+        return retrieve
+
+    def vocabulary(self, corpus: Corpus) -> str:
+        """The corpus's vocabulary for the ASR (ingest/vocabulary.py), as last read; when older
         than VOCABULARY_TTL_S it is read again in the background. A turn never waits on the store
         for it: with Postgres down, recognition goes on with the last hint (or none)."""
-        read_at, hint = self._vocabulary
+        read_at, hint = self._vocabulary.get(corpus, (float("-inf"), ""))
         stale = time.monotonic() - read_at >= VOCABULARY_TTL_S
-        if (
-            stale
-            and self.pool is not None
-            and (self._vocabulary_task is None or self._vocabulary_task.done())
-        ):
-            self._vocabulary_task = asyncio.create_task(self._read_vocabulary(), name="vocabulary")
+        task = self._vocabulary_tasks.get(corpus)
+        if stale and self.pool is not None and (task is None or task.done()):
+            self._vocabulary_tasks[corpus] = asyncio.create_task(
+                self._read_vocabulary(corpus), name="vocabulary"
+            )
         return hint
 
-    async def _read_vocabulary(self) -> None:
+    async def _read_vocabulary(self, corpus: Corpus) -> None:
         assert self.pool is not None
-        hint = self._vocabulary[1]
+        hint = self._vocabulary.get(corpus, (0.0, ""))[1]
         try:
             async with self.pool.connection(timeout=READINESS_TIMEOUT_S) as conn:
-                hint = await collection_vocabulary(conn, COLLECTION)
+                hint = await collection_vocabulary(conn, corpus.collection, tenant=corpus.tenant_id)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
             log.warning("collection vocabulary not read: %s", type(e).__name__)
-        self._vocabulary = (time.monotonic(), hint)
+        self._vocabulary[corpus] = (time.monotonic(), hint)
 
-    def forget_vocabulary(self) -> None:
-        """Documents changed: read the vocabulary again at the next turn."""
-        self._vocabulary = (float("-inf"), self._vocabulary[1])
+    def forget_vocabulary(self, corpus: Corpus) -> None:
+        """The corpus's documents changed: read its vocabulary again at the next turn."""
+        if corpus in self._vocabulary:
+            self._vocabulary[corpus] = (float("-inf"), self._vocabulary[corpus][1])
 
     def answer_options(self) -> AnswerOptions:
         return AnswerOptions(
@@ -244,9 +276,15 @@ class AppState:
             raise BadRequest("the question must be Unicode text without NUL characters")
 
     async def answer_text(
-        self, question: str, sink: Sink, *, history: Sequence[Exchange] = (), max_tokens: int | None = None
+        self,
+        question: str,
+        sink: Sink,
+        *,
+        corpus: Corpus,
+        history: Sequence[Exchange] = (),
+        max_tokens: int | None = None,
     ) -> AnswerResult:
-        """A text-only answer (the HTTP APIs): sources and deltas go to `sink`, no speech."""
+        """A text-only answer from `corpus` (the HTTP APIs): sources and deltas go to `sink`, no speech."""
         assert self.models is not None, "open() first"
         self.check_question(question)
         options = replace(self.answer_options(), speak=False)
@@ -257,7 +295,7 @@ class AppState:
             Turn.begin(1, Phase.ANSWERING),
             sink=sink,
             models=self.models,
-            retrieve=self.retrieve,
+            retrieve=self.retriever(corpus),
             history=history,
             options=options,
             metrics=self.metrics,
@@ -266,14 +304,16 @@ class AppState:
     def new_session(
         self,
         sink: Sink,
+        corpus: Corpus,
         *,
         subject: str = "anonymous",
         store: SessionHistory | None = None,
         session_id: str | None = None,
         resume: bool = False,
     ) -> VoiceSession:
-        """A voice session for `subject`, recorded in `store` (None: kept in memory only); a session
-        token may name the session and ask to resume it."""
+        """A voice session for `subject` whose turns are answered from `corpus` only, recorded in
+        `store` (None: kept in memory only); a session token may name the session and ask to
+        resume it."""
         assert self.models is not None, "open() first"
         config = SessionConfig(
             max_turn_audio_s=self.settings.max_turn_audio_s,
@@ -284,7 +324,7 @@ class AppState:
         )
         context = SessionContext(
             models=self.models,
-            retrieve=self.retrieve,
+            retrieve=self.retriever(corpus),
             metrics=self.metrics,
             config=config,
             subject=subject,
@@ -292,8 +332,8 @@ class AppState:
             session_id=session_id,
             resume=resume,
             draining=lambda: self.draining,
-            vocabulary=self.vocabulary,
             on_close=self.sessions.discard,
+            vocabulary=lambda: self.vocabulary(corpus),
         )
         session = VoiceSession(sink, context)
         self.sessions.add(session)

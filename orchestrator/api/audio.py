@@ -20,7 +20,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from orchestrator.api.deps import CallerDep, State
+from orchestrator.api.deps import AskerDep, State
 from orchestrator.api.responses import error_responses
 from orchestrator.api.uploads import LimitedUploadRoute
 from orchestrator.audio_io import ACCEPTED, TARGET_RATE, decode_pcm16, streaming_wav_header
@@ -145,12 +145,12 @@ async def transcribe_pcm(models: Models, pcm: npt.NDArray[np.int16], language: s
     response_model=Transcription | VerboseTranscription,
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-        **error_responses(400, 401, 413, 415, 429, 502, 503, 504),
+        **error_responses(400, 401, 403, 413, 415, 429, 502, 503, 504),
     },
 )
 async def create_transcription(
     state: State,
-    caller: CallerDep,
+    caller: AskerDep,
     file: Annotated[UploadFile, File(description="The audio: a WAV file.")],
     model: Annotated[str, Form(description="Accepted and ignored.")] = "whisper-1",
     language: Annotated[
@@ -210,10 +210,10 @@ def _pcm_bytes(chunk: AudioChunk) -> bytes:
                 }
             },
         },
-        **error_responses(400, 401, 413, 429, 502, 503, 504),
+        **error_responses(400, 401, 403, 413, 429, 502, 503, 504),
     },
 )
-async def create_speech(body: SpeechRequest, state: State, caller: CallerDep) -> StreamingResponse:
+async def create_speech(body: SpeechRequest, state: State, caller: AskerDep) -> StreamingResponse:
     assert state.models is not None, "open() first"
     fmt = body.response_format.strip().lower()
     if fmt in COMPRESSED_FORMATS:

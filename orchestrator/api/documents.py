@@ -1,5 +1,10 @@
 """The documents API on the ingest package: list, upload, read and delete documents.
 
+Every route needs a key with the `documents` scope (403 `insufficient_scope`) and works only in
+the caller's tenant, in the collections its key may use (403 `collection_forbidden` for one it
+names; a document elsewhere is 404, as if it did not exist). The store enforces the tenant too,
+under row-level security (ingest/tenancy.py).
+
 Uploads go through the same pipeline as `voicebot ingest` (parse and chunk in a worker process
 under the parsing limits, embed, one transaction per file) and are stored under `upload://<collection>/<filename>`, so uploading a file again is
 `unchanged`, and a changed file under the same name replaces the previous version.
@@ -30,12 +35,13 @@ from ingest.errors import StoreUnavailable as IngestStoreUnavailable
 from ingest.loaders import SUPPORTED_SUFFIXES, is_supported
 from ingest.parsing import ParsePool
 from ingest.pipeline import ingest_file
-from orchestrator.api.deps import CallerDep, State
+from orchestrator.api.deps import LibrarianDep, State
 from orchestrator.api.responses import error_responses
 from orchestrator.api.uploads import LimitedUploadRoute, sanitize_filename, upload_source
+from orchestrator.auth import Caller
 from orchestrator.errors import ModelUnavailable, NotFound, StoreUnavailable
 from orchestrator.protocol import public_source
-from orchestrator.state import AppState
+from orchestrator.state import AppState, Corpus, corpus_of
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,6 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"], route_class=Limit
 
 # As the `documents_collection_check` constraint of the schema.
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-DEFAULT_COLLECTION = "default"
 MAX_ID = 2**63 - 1  # bigint
 STORE_TIMEOUT_S = 5.0
 ACCEPTED_SUFFIXES = ", ".join(sorted(SUPPORTED_SUFFIXES))
@@ -145,13 +150,14 @@ DocumentId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The document
     "",
     summary="List the documents of a collection",
     response_model=DocumentList,
-    responses=error_responses(401, 429, 503),
+    responses=error_responses(401, 403, 429, 503),
 )
 async def list_documents(
-    state: State, caller: CallerDep, collection: Collection = DEFAULT_COLLECTION
+    state: State, caller: LibrarianDep, collection: Collection | None = None
 ) -> DocumentList:
+    corpus = corpus_of(caller, collection)
     async with _connection(state) as conn:
-        documents = await store.list_documents(conn, collection)
+        documents = await store.list_documents(conn, corpus.collection, tenant=corpus.tenant_id)
     return DocumentList(documents=[_document(d) for d in documents])
 
 
@@ -161,8 +167,9 @@ async def _ingest_upload(
     parser: ParsePool,
     upload: UploadFile,
     folder: Path,
-    collection: str,
+    corpus: Corpus,
 ) -> UploadResult:
+    collection = corpus.collection
     name = sanitize_filename(upload.filename)
     path = folder / name
     if not is_supported(path):
@@ -175,7 +182,13 @@ async def _ingest_upload(
     await asyncio.to_thread(_write, path, data)
     try:
         result = await ingest_file(
-            conn, embedder, path, source=upload_source(collection, name), collection=collection, parser=parser
+            conn,
+            embedder,
+            path,
+            source=upload_source(collection, name),
+            collection=collection,
+            tenant=corpus.tenant_id,
+            parser=parser,
         )
     except psycopg.DataError as e:  # content PostgreSQL refuses: the file's fault, not the store's
         return UploadResult(
@@ -196,7 +209,11 @@ async def _ingest_upload(
             filename=name, status="ingested", document_id=result.document_id, chunks=result.chunks
         )
     # unchanged, or a duplicate of a document stored under another source: report what is stored.
-    stored = await store.get_document(conn, result.document_id) if result.document_id else None
+    stored = (
+        await store.get_document(conn, result.document_id, tenant=corpus.tenant_id)
+        if result.document_id
+        else None
+    )
     return UploadResult(
         filename=name,
         status="unchanged",
@@ -217,16 +234,18 @@ def _write(path: Path, data: bytes) -> None:
     f"accepted extensions: {ACCEPTED_SUFFIXES}. Every file gets a result; a file that fails (unreadable, or "
     "past a parsing limit: `limit_exceeded`) does not stop the others, and nothing of it is stored. The whole request may be at most `VOICEBOT_MAX_UPLOAD_BYTES`.",
     response_model=UploadResults,
-    responses=error_responses(401, 413, 429, 503),
+    responses=error_responses(401, 403, 413, 429, 503),
 )
 async def upload_documents(
     state: State,
-    caller: CallerDep,
+    caller: LibrarianDep,
     files: Annotated[list[UploadFile], File(description="One or more files (repeat the `files` field).")],
     collection: Annotated[
-        str, Form(pattern=COLLECTION_PATTERN, description="Target collection.")
-    ] = DEFAULT_COLLECTION,
+        str | None,
+        Form(pattern=COLLECTION_PATTERN, description="Target collection (default: the key's default)."),
+    ] = None,
 ) -> UploadResults:
+    corpus = corpus_of(caller, collection)  # created in the tenant with its first document
     if state.embedder is None:
         raise ModelUnavailable("the embedding model is not configured")
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="voicebot-upload-"))
@@ -237,21 +256,22 @@ async def upload_documents(
                 # One folder per file: two uploads may carry the same name.
                 results.append(
                     await _ingest_upload(
-                        conn, state.embedder, state.parser, upload, folder / str(index), collection
+                        conn, state.embedder, state.parser, upload, folder / str(index), corpus
                     )
                 )
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
     log.info(
-        "upload into %s: %d files, %d ingested, %d unchanged, %d failed",
-        collection,
+        "upload into tenant %d collection %s: %d files, %d ingested, %d unchanged, %d failed",
+        corpus.tenant_id,
+        corpus.collection,
         len(results),
         sum(r.status == "ingested" for r in results),
         sum(r.status == "unchanged" for r in results),
         sum(r.status == "failed" for r in results),
     )
     if any(r.status == "ingested" for r in results):
-        state.forget_vocabulary()  # the speech recognition hint reads the new words at the next turn
+        state.forget_vocabulary(corpus)  # the speech recognition hint reads the new words at the next turn
     return UploadResults(results=results)
 
 
@@ -259,14 +279,23 @@ async def upload_documents(
     "/{document_id}",
     summary="One document",
     response_model=Document,
-    responses=error_responses(401, 404, 429, 503),
+    responses=error_responses(401, 403, 404, 429, 503),
 )
-async def get_document(document_id: DocumentId, state: State, caller: CallerDep) -> Document:
+async def get_document(document_id: DocumentId, state: State, caller: LibrarianDep) -> Document:
     async with _connection(state) as conn:
-        info = await store.get_document(conn, document_id)
-    if info is None:
-        raise NotFound(f"no document with id {document_id}")
+        info = await _visible(conn, caller, document_id)
     return _document(info)
+
+
+async def _visible(
+    conn: psycopg.AsyncConnection[Any], caller: Caller, document_id: int
+) -> store.DocumentInfo:
+    """The caller's document `document_id`; another tenant's, or one in a collection the key may
+    not use, is NotFound like a missing one (its existence is not the caller's to learn)."""
+    info = await store.get_document(conn, document_id, tenant=caller.tenant_id)
+    if info is None or not caller.may_use(info.collection):
+        raise NotFound(f"no document with id {document_id}")
+    return info
 
 
 @router.delete(
@@ -274,13 +303,16 @@ async def get_document(document_id: DocumentId, state: State, caller: CallerDep)
     summary="Delete a document and its chunks",
     status_code=204,
     response_class=Response,
-    responses=error_responses(401, 404, 429, 503),
+    responses=error_responses(401, 403, 404, 429, 503),
 )
-async def delete_document(document_id: DocumentId, state: State, caller: CallerDep) -> Response:
+async def delete_document(document_id: DocumentId, state: State, caller: LibrarianDep) -> Response:
     async with _connection(state) as conn:
-        deleted = await store.delete_document(conn, document_id)
+        info = await _visible(conn, caller, document_id)
+        deleted = await store.delete_document(
+            conn, document_id, tenant=caller.tenant_id, collections=(info.collection,)
+        )
     if not deleted:
         raise NotFound(f"no document with id {document_id}")
     log.info("deleted document %d", document_id)
-    state.forget_vocabulary()
+    state.forget_vocabulary(Corpus(caller.tenant_id, info.collection))
     return Response(status_code=204)

@@ -21,12 +21,13 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from orchestrator.api.deps import CallerDep, State
+from orchestrator.api.deps import AskerDep, CallerDep, State
 from orchestrator.api.streaming import drain
 from orchestrator.errors import BadRequest, NotFound, VoicebotError
 from orchestrator.pipeline import AnswerResult
 from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.protocol import AnswerDelta, ServerEvent
+from orchestrator.state import corpus_of
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MODEL_NAME = "voicebot"
@@ -50,6 +51,8 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
     temperature: float | None = None
+    # Not OpenAI's: the openai client sends it with `extra_body={"collection": ...}`.
+    collection: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class _Collector:
@@ -128,8 +131,9 @@ def _chunk(
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, state: State, caller: CallerDep
+    body: ChatCompletionRequest, state: State, caller: AskerDep
 ) -> StreamingResponse | dict[str, Any]:
+    corpus = corpus_of(caller, body.collection)  # 403 before a stream starts
     question, history = _question_and_history(body.messages)
     state.check_question(question)  # 413 / 400 before a stream starts
     sink = _Collector()
@@ -141,6 +145,7 @@ async def chat_completions(
             result = await state.answer_text(
                 question,
                 sink,
+                corpus=corpus,
                 history=history[-HISTORY_TURNS:],
                 max_tokens=body.max_completion_tokens or body.max_tokens,
             )

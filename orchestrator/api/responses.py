@@ -11,6 +11,7 @@ from orchestrator.protocol import ErrorCode
 _DESCRIPTIONS = {
     400: "Bad request (`bad_request`, or `bad_audio` for damaged audio)",
     401: "No valid API key (`unauthorized`)",
+    403: "The API key lacks the scope this route needs (`insufficient_scope`), or may not use the collection it names (`collection_forbidden`); a page of another site (`forbidden`)",
     404: "No such resource (`not_found`)",
     413: "Over a size limit (`too_large`)",
     415: "Audio in a format we do not decode (`bad_audio`)",

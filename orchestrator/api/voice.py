@@ -17,7 +17,7 @@ from fastapi import APIRouter, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketState
 
-from orchestrator.api.deps import CallerDep, State
+from orchestrator.api.deps import AskerDep, CallerDep, State
 from orchestrator.auth import (
     Caller,
     TokenClaims,
@@ -27,8 +27,9 @@ from orchestrator.auth import (
     origin_allowed,
 )
 from orchestrator.errors import NotFound, RateLimited, Unauthorized, VoicebotError
+from orchestrator.keys import SCOPE_ASK
 from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, ErrorEvent, ServerEvent
-from orchestrator.state import AppState
+from orchestrator.state import AppState, corpus_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["voice"])
@@ -37,6 +38,7 @@ CLOSE_UNAUTHORIZED = 4401  # missing, forged or expired token; the key revoked (
 CLOSE_RATE_LIMITED = 4429  # too many concurrent sessions or requests for the key
 CLOSE_TOO_LARGE = 1009  # a frame far over its limit
 CLOSE_TRY_AGAIN_LATER = 1013  # the token's key could not be checked (database down)
+# Also: the key lacks the `ask` scope, or may not use the token's collection.
 CLOSE_FORBIDDEN_ORIGIN = (
     4403  # a page of another site (not VOICEBOT_CORS_ORIGINS); dev mode: a host not loopback
 )
@@ -55,6 +57,11 @@ class SessionRequest(BaseModel):
 
     session_id: str | None = Field(
         default=None, max_length=64, description="A stored session of the same key, to resume."
+    )
+    collection: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The collection of the key's tenant to answer from (default: the key's default).",
     )
 
 
@@ -90,15 +97,23 @@ class SessionTurns(BaseModel):
 @router.post(
     "/v1/sessions",
     summary="Get a short-lived token for the voice WebSocket (optionally to resume a session)",
-    responses={**_ERRORS, 404: {"description": "the session to resume is unknown"}, 503: {}},
+    responses={
+        **_ERRORS,
+        403: {"description": "the key lacks the `ask` scope, or may not use the collection"},
+        404: {"description": "the session to resume is unknown"},
+        503: {},
+    },
 )
-async def create_session(state: State, caller: CallerDep, body: SessionRequest | None = None) -> SessionToken:
+async def create_session(state: State, caller: AskerDep, body: SessionRequest | None = None) -> SessionToken:
+    collection = corpus_of(caller, body.collection if body else None).collection
     session_id, resume = uuid.uuid4().hex, False
     if body is not None and body.session_id:
         if not await state.session_store.exists(body.session_id, caller.subject):
             raise NotFound(_SESSION_NOT_FOUND)
         session_id, resume = body.session_id, True
-    token, expires = issue_token(state.settings, caller.subject, session_id, resume=resume)
+    token, expires = issue_token(
+        state.settings, caller.subject, session_id, resume=resume, collection=collection
+    )
     return SessionToken(session_id=session_id, token=token, expires_at=expires)
 
 
@@ -203,6 +218,12 @@ async def voice(websocket: WebSocket, token: str | None = None) -> None:
     except VoicebotError as e:  # StoreUnavailable: the token's key cannot be checked now
         await _refuse(websocket, state, e, CLOSE_TRY_AGAIN_LATER)
         return
+    try:  # the token's collection was checked when it was issued; a token is not trusted further
+        caller.require(SCOPE_ASK)
+        corpus_of(caller, claims.collection if claims else None)
+    except VoicebotError as e:
+        await _refuse(websocket, state, e, CLOSE_FORBIDDEN_ORIGIN)
+        return
     if not gatekeeper.sessions.try_open(caller.bucket):
         limit = gatekeeper.sessions.max_per_key
         await _refuse(
@@ -225,6 +246,7 @@ async def _converse(
     sink = _WebSocketSink(websocket)
     session = state.new_session(
         sink,
+        corpus_of(caller, claims.collection if claims else None),
         subject=caller.subject,
         store=state.session_store,
         session_id=claims.session_id if claims is not None else None,

@@ -111,6 +111,7 @@ async def measure(
     ef_chosen: int,
 ) -> dict[str, Any]:
     from ingest.search import SearchMode, search_embedding
+    from ingest.tenancy import DEFAULT_TENANT_ID
 
     # Exact top-10 by cosine similarity (unit vectors: dot product), position = row index.
     exact = np.argsort(-(queries @ base.T), axis=1)[:, :10]
@@ -119,7 +120,14 @@ async def measure(
         found = 0
         for qi, query in enumerate(queries):
             hits = await search_embedding(
-                conn, query, "", collection=COLLECTION, k=10, mode="vector", ef_search=ef
+                conn,
+                query,
+                "",
+                tenant=DEFAULT_TENANT_ID,
+                collection=COLLECTION,
+                k=10,
+                mode="vector",
+                ef_search=ef,
             )
             positions = await _positions(conn, [h.chunk_id for h in hits])
             found += len(set(positions) & set(exact[qi].tolist()))
@@ -133,7 +141,9 @@ async def measure(
         text = query_texts[i % len(query_texts)]
         for mode in modes:
             t0 = time.perf_counter()
-            await search_embedding(conn, query, text, collection=COLLECTION, k=5, mode=mode)
+            await search_embedding(
+                conn, query, text, tenant=DEFAULT_TENANT_ID, collection=COLLECTION, k=5, mode=mode
+            )
             times[mode].append((time.perf_counter() - t0) * 1000)
     latency = {
         mode: {

@@ -659,6 +659,7 @@ class Direct:
 
     async def turn(self, turn: int, utterance: int, audio: Utterance, history: Sequence[Any]) -> DirectRecord:
         from ingest.search import search
+        from ingest.tenancy import DEFAULT_TENANT_ID
         from orchestrator.pipeline import prompt_for, sources_from_hits
         from orchestrator.session import AsrStream
         from orchestrator.state import COLLECTION, RETRIEVAL_K
@@ -675,7 +676,9 @@ class Direct:
         finally:
             await asr.aclose()
         asr_done = time.perf_counter()
-        hits = await search(self.conn, self.embedder, question, collection=COLLECTION, k=RETRIEVAL_K)
+        hits = await search(
+            self.conn, self.embedder, question, tenant=DEFAULT_TENANT_ID, collection=COLLECTION, k=RETRIEVAL_K
+        )
         sources = sources_from_hits(hits, question, self.options.passage_chars)  # as the gateway does
         retrieval_done = time.perf_counter()
         prompt = prompt_for(question, sources, history, self.options)

@@ -833,6 +833,7 @@ async def run(
 
     from ingest.embedding import TritonEmbedder
     from ingest.search import search
+    from ingest.tenancy import DEFAULT_TENANT_ID
     from orchestrator.state import COLLECTION
 
     chunks_by_source = await _chunks(stack.dsn)
@@ -852,7 +853,9 @@ async def run(
                     if _on_page(s, q.page)
                     for t in texts
                 )
-                hits = await search(conn, embedder, q.question, collection=COLLECTION, k=HIT_DEPTH)
+                hits = await search(
+                    conn, embedder, q.question, tenant=DEFAULT_TENANT_ID, collection=COLLECTION, k=HIT_DEPTH
+                )
                 r.retrieval_page_rank = next(
                     (i for i, h in enumerate(hits, 1) if _on_page(h.source, q.page)), None
                 )

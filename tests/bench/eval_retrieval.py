@@ -187,6 +187,7 @@ async def evaluate(dsn: str, embedder: Any, docs: Path, questions: Sequence[Ques
     from ingest.migrate import migrate
     from ingest.pipeline import ingest_paths
     from ingest.search import search
+    from ingest.tenancy import DEFAULT_TENANT_ID
     from ingest.tokens import default_counter
 
     await migrate(dsn)
@@ -212,7 +213,15 @@ async def evaluate(dsn: str, embedder: Any, docs: Path, questions: Sequence[Ques
             ranks: list[int | None] = []
             for q in live:
                 t0 = time.perf_counter()
-                hits = await search(conn, embedder, q.question, collection=collection, k=DEPTH, mode=mode)  # type: ignore[arg-type]
+                hits = await search(
+                    conn,
+                    embedder,
+                    q.question,
+                    tenant=DEFAULT_TENANT_ID,
+                    collection=collection,
+                    k=DEPTH,
+                    mode=mode,
+                )  # type: ignore[arg-type]
                 latencies[mode].append((time.perf_counter() - t0) * 1000)
                 rank = next((i + 1 for i, h in enumerate(hits) if q.answered_by(h.source, h.text)), None)
                 ranks.append(rank)

@@ -34,6 +34,7 @@ async def measure(split: str) -> dict[str, object]:
 
     from ingest.embedding import TritonEmbedder
     from ingest.search import search
+    from ingest.tenancy import DEFAULT_TENANT_ID
     from orchestrator.focus import focus
     from orchestrator.state import COLLECTION
 
@@ -50,7 +51,9 @@ async def measure(split: str) -> dict[str, object]:
     try:
         for q in questions:
             assert q.needle is not None
-            hits = await search(conn, embedder, q.question, collection=COLLECTION, k=max(KS))
+            hits = await search(
+                conn, embedder, q.question, tenant=DEFAULT_TENANT_ID, collection=COLLECTION, k=max(KS)
+            )
             for k, c in found:
                 if any(holds(h.text[:c] if c else h.text, q.needle) for h in hits[:k]):
                     found[(k, c)] += 1

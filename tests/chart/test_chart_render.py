@@ -367,6 +367,8 @@ def test_cli_jobs_use_the_gateway_image_and_commands(renders: dict[str, Render])
         "voicebot",
         "ingest",
         "/data/docs",
+        "--tenant",
+        "default",
         "--collection",
         "default",
         "--prune",
@@ -375,6 +377,33 @@ def test_cli_jobs_use_the_gateway_image_and_commands(renders: dict[str, Render])
         r.get("Job", f"{PREFIX}-ingest-once")["metadata"]["annotations"]["helm.sh/hook"]
         == "post-install,post-upgrade"
     )
+
+
+def test_the_ingest_jobs_write_into_the_tenant_and_collection_of_the_values() -> None:
+    proc = helm_template(
+        *DEFAULTS,
+        "--set",
+        "ingest.tenant=acme",
+        "--set",
+        "ingest.collection=handbook",
+        "--set",
+        "ingest.prune=false",
+    )
+    assert proc.returncode == 0, proc.stderr
+    objects = [o for o in yaml.safe_load_all(proc.stdout) if o]
+    cron = next(o for o in objects if o["kind"] == "CronJob" and o["metadata"]["name"] == f"{PREFIX}-ingest")
+    once = next(o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == f"{PREFIX}-ingest-once")
+    for pod in (cron["spec"]["jobTemplate"]["spec"]["template"]["spec"], once["spec"]["template"]["spec"]):
+        c = pod["containers"][0]
+        assert c["command"] + c["args"] == [
+            "voicebot",
+            "ingest",
+            "/data/docs",
+            "--tenant",
+            "acme",
+            "--collection",
+            "handbook",
+        ]
 
 
 def test_model_fetch_runs_in_the_triton_image_that_can_fetch(renders: dict[str, Render]) -> None:
@@ -561,6 +590,8 @@ def test_helm_test_asks_a_question(renders: dict[str, Render]) -> None:
         (["--set", "gateway.config.llmPromptFormat=llama2"], "llmPromptFormat"),
         (["--set", "metrics.serviceMonitor.enabeld=true"], "enabeld"),
         (["--set-string", "gateway.replicas=two"], "/gateway/replicas"),
+        (["--set", "ingest.tenant=Acme Corp"], "/ingest/tenant"),
+        (["--set", "ingest.collection=../etc"], "/ingest/collection"),
     ],
 )
 def test_schema_rejects_typos(args: list[str], needle: str) -> None:

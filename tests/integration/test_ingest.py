@@ -29,6 +29,7 @@ from ingest.loaders import load
 from ingest.migrate import migrate
 from ingest.pipeline import ingest_file, ingest_paths
 from ingest.search import search, search_embedding
+from ingest.tenancy import DEFAULT_TENANT_ID
 from tests.conftest import REPO_ROOT
 from tests.data.pdfgen import make_pdf
 
@@ -247,6 +248,7 @@ def test_search_finds_the_passage_with_citations(
                         conn,
                         embedder,
                         "how do I rotate the signing key?",
+                        tenant=DEFAULT_TENANT_ID,
                         collection=collection,
                         mode=mode,
                     )
@@ -295,6 +297,7 @@ def write_beacon_notes(dsn: str, collection: str, notes: int, dense: list[int]) 
         async with await connect(dsn) as conn:
             await store.write_document(
                 conn,
+                tenant=DEFAULT_TENANT_ID,
                 collection=collection,
                 source="synthetic://notes",
                 title="Notes",
@@ -310,7 +313,9 @@ def write_beacon_notes(dsn: str, collection: str, notes: int, dense: list[int]) 
 def text_search(dsn: str, collection: str, query: str, k: int) -> list[Any]:
     async def run() -> list[Any]:
         async with await connect(dsn) as conn:
-            return await search_embedding(conn, None, query, collection=collection, k=k, mode="text")
+            return await search_embedding(
+                conn, None, query, tenant=DEFAULT_TENANT_ID, collection=collection, k=k, mode="text"
+            )
 
     return asyncio.run(run())
 
@@ -364,16 +369,16 @@ def test_documents_api_and_upload(
                     conn, embedder, upload, source="upload://guide.md", collection=collection
                 )
                 assert (again.status, again.document_id) == ("unchanged", result.document_id)
-                docs = await store.list_documents(conn, collection)
+                docs = await store.list_documents(conn, collection, tenant=DEFAULT_TENANT_ID)
                 assert [(d.source, d.title, d.format) for d in docs] == [
                     ("upload://guide.md", "Deployment guide", "md")
                 ]
                 assert docs[0].chunk_count == result.chunks > 0
-                info = await store.get_document(conn, result.document_id)
+                info = await store.get_document(conn, result.document_id, tenant=DEFAULT_TENANT_ID)
                 assert info == docs[0]
-                assert await store.delete_document(conn, result.document_id)
-                assert not await store.delete_document(conn, result.document_id)
-                assert await store.get_document(conn, result.document_id) is None
+                assert await store.delete_document(conn, result.document_id, tenant=DEFAULT_TENANT_ID)
+                assert not await store.delete_document(conn, result.document_id, tenant=DEFAULT_TENANT_ID)
+                assert await store.get_document(conn, result.document_id, tenant=DEFAULT_TENANT_ID) is None
                 count = await (
                     await conn.execute("SELECT count(*) FROM chunks WHERE collection = %s", (collection,))
                 ).fetchone()

@@ -10,7 +10,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +20,8 @@ import psycopg
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from orchestrator.keys import create_key, revoke_key
+from ingest.tenancy import DEFAULT_TENANT_ID, create_tenant
+from orchestrator.keys import DEFAULT_SCOPES, create_key, revoke_key
 from orchestrator.protocol import AudioHeader
 
 AUTH_SECRET = "integration-test-signing-key-" + "x" * 20
@@ -49,13 +50,29 @@ class SecuredGateway:
 
     # ---- keys and tokens -------------------------------------------------------------------
 
-    def new_key(self, name: str = "test") -> str:
+    def new_key(
+        self,
+        name: str = "test",
+        *,
+        tenant: str | None = None,
+        scopes: Sequence[str] = DEFAULT_SCOPES,
+        collections: Sequence[str] | None = None,
+    ) -> str:
+        """A stored key of `tenant` (created when new; default: the first tenant)."""
+
         async def create() -> str:
             async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
-                _, key = await create_key(conn, name)
+                tenant_id = (await create_tenant(conn, tenant))[0] if tenant else DEFAULT_TENANT_ID
+                _, key = await create_key(
+                    conn, name, tenant_id=tenant_id, scopes=scopes, collections=collections
+                )
             return key
 
         return asyncio.run(create())
+
+    def tenant(self, name: str) -> int:
+        [(tenant_id,)] = self.query("SELECT id FROM tenants WHERE name = %s", name)
+        return int(tenant_id)
 
     def revoke(self, key: str) -> None:
         async def revoke() -> None:

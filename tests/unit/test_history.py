@@ -14,7 +14,7 @@ from orchestrator.pipeline import Source
 from orchestrator.prompt import HISTORY_TURNS, Exchange
 from orchestrator.session import VoiceSession
 from orchestrator.settings import Settings
-from orchestrator.state import AppState
+from orchestrator.state import AppState, Corpus
 from tests.unit.fakes import FakeModels, ListSink
 
 SOURCE = Source(
@@ -90,7 +90,7 @@ class FakeStore:
         self.sessions.setdefault(session_id, (subject, []))[1].append(turn)
 
 
-async def _guide(question: str) -> list[Source]:
+async def _guide(question: str, corpus: Corpus) -> list[Source]:
     return [SOURCE]
 
 
@@ -106,7 +106,9 @@ def _session(
     state = AppState(Settings(dev_mode=True, **settings))
     state.models = models  # a fake at the model seam
     state.retrieve = _guide  # type: ignore[method-assign]
-    return state.new_session(sink, subject="key:7", store=store, session_id=session_id, resume=resume)
+    return state.new_session(
+        sink, Corpus(), subject="key:7", store=store, session_id=session_id, resume=resume
+    )
 
 
 async def _ask(session: VoiceSession, sink: ListSink, text: str) -> dict[str, Any]:

@@ -31,17 +31,17 @@ class NoConnection:
 @pytest.mark.parametrize("query", ["", "   \n"])
 def test_blank_query_returns_nothing_without_work(query: str) -> None:
     embedder = CountingEmbedder()
-    assert asyncio.run(search(NoConnection(), embedder, query)) == []  # type: ignore[arg-type]
+    assert asyncio.run(search(NoConnection(), embedder, query, tenant=1)) == []  # type: ignore[arg-type]
     assert embedder.calls == []
 
 
 def test_zero_k_returns_nothing() -> None:
-    assert asyncio.run(search(NoConnection(), CountingEmbedder(), "hello", k=0)) == []  # type: ignore[arg-type]
+    assert asyncio.run(search(NoConnection(), CountingEmbedder(), "hello", tenant=1, k=0)) == []  # type: ignore[arg-type]
 
 
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown search mode"):
-        asyncio.run(search(NoConnection(), CountingEmbedder(), "hello", mode="fuzzy"))  # type: ignore[arg-type]
+        asyncio.run(search(NoConnection(), CountingEmbedder(), "hello", tenant=1, mode="fuzzy"))  # type: ignore[arg-type]
 
 
 def test_vector_literal_round_trips() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.pipeline import Source
 from orchestrator.session import VoiceSession
 from orchestrator.settings import Settings
-from orchestrator.state import AppState
+from orchestrator.state import AppState, Corpus
 from orchestrator.turn import Phase
 from tests.unit.fakes import FakeModels, ListSink
 
@@ -25,7 +25,7 @@ SOURCE = Source(
 FRAME = b"\x01\x00" * 1600  # 100 ms of 16 kHz PCM16
 
 
-async def _guide(question: str) -> list[Source]:
+async def _guide(question: str, corpus: Corpus) -> list[Source]:
     return [SOURCE]
 
 
@@ -33,7 +33,7 @@ def _session(models: FakeModels, sink: ListSink, **settings: Any) -> VoiceSessio
     state = AppState(Settings(dev_mode=True, speculation=False, **settings))
     state.models = models  # the fake at the model seam
     state.retrieve = _guide  # type: ignore[method-assign]
-    return state.new_session(sink)
+    return state.new_session(sink, Corpus())
 
 
 async def _send(session: VoiceSession, type_: str, **fields: object) -> None:

@@ -8,7 +8,7 @@ import json
 
 from orchestrator.pipeline import Source
 from orchestrator.settings import Settings
-from orchestrator.state import AppState
+from orchestrator.state import AppState, Corpus
 from tests.unit.fakes import FakeModels, ListSink
 
 # A passage that backs every sentence the fake LLM writes ("word0 … word9."), so the gate keeps them.
@@ -22,7 +22,7 @@ WORDS = Source(
 )
 
 
-async def _words(question: str) -> list[Source]:
+async def _words(question: str, corpus: Corpus) -> list[Source]:
     return [WORDS]
 
 
@@ -37,7 +37,7 @@ def test_drain_lets_the_answer_finish_then_tells_clients_to_reconnect() -> None:
     async def scenario() -> tuple[ListSink, ListSink, AppState]:
         state = _state(FakeModels([f"word{i}. " for i in range(3)], delay=0.05))
         busy_sink, idle_sink = ListSink(), ListSink()
-        busy, idle = state.new_session(busy_sink), state.new_session(idle_sink)
+        busy, idle = state.new_session(busy_sink, Corpus()), state.new_session(idle_sink, Corpus())
         for session in (busy, idle):
             await session.on_text(json.dumps({"type": "session.start"}))
         await busy.on_text(json.dumps({"type": "text", "text": "Tell me everything.", "speak": False}))
@@ -72,7 +72,7 @@ def test_drain_gives_up_after_its_timeout() -> None:
     async def scenario() -> tuple[ListSink, bool]:
         state = _state(FakeModels(["word1 "] * 1000, delay=0.05))
         sink = ListSink()
-        session = state.new_session(sink)
+        session = state.new_session(sink, Corpus())
         await session.on_text(json.dumps({"type": "session.start"}))
         await session.on_text(json.dumps({"type": "text", "text": "Go on forever.", "speak": False}))
         await state.drain(timeout_s=0.2)

@@ -57,6 +57,8 @@ export type ErrorCode =
   | "bad_audio"
   | "too_large"
   | "unauthorized"
+  | "insufficient_scope"
+  | "collection_forbidden"
   | "rate_limited"
   | "not_found"
   | "model_unavailable"
@@ -167,6 +169,8 @@ const PLAIN: Record<string, string> = {
   bad_audio: "Some of your microphone audio could not be used. Please try again.",
   too_large: "That was too long for one question. Keep spoken questions under a minute and typed ones short.",
   unauthorized: "The server did not accept the API key. Enter a valid key under Settings.",
+  insufficient_scope: "This API key may not do that. Ask for a key with the right scope, or enter another under Settings.",
+  collection_forbidden: "This API key may not use that collection. Pick another, or enter another key under Settings.",
   rate_limited: "Too many requests right now. Wait a moment, then try again.",
   not_found: "That item no longer exists.",
   model_unavailable: "The speech and language models are not available right now. Try again in a moment.",
