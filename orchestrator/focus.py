@@ -9,8 +9,8 @@ the logs go. And a chunk longer than `passage_chars` loses its end, wherever the
 So each passage is given from the sentence (list item, table row) that shares the most with the
 question, weighted by how rare each shared word is within the passage ("logs" outweighs "stack"
 when every sentence mentions the stack), onwards, and then what came before it, as far as the
-budget goes. A table keeps its header row. When nothing in
-the passage is more about the question than its start, the passage is left as it was.
+budget goes. A table keeps its header row. Only a passage whose start shares none of the
+question's words is moved: when the start already speaks of the question, it is left as it was.
 
 The focused text is what the LLM reads, what the grounding check compares answers with, and what
 a citation shows, so all three agree. It depends on the question: a speculative prompt warmed on
@@ -127,8 +127,13 @@ def _start(pieces: list[Unit], question: set[str]) -> int:
     words = [set(terms(u.text)) for u in pieces]
     df = Counter(t for w in words for t in w)
     scores = [sum(1 / df[t] for t in w & question) for w in words]
+    if scores[0] > 0:
+        # A start that already speaks of the question is left alone: in manuals it is usually the
+        # definition ("--format=<fmt>: Format of the resulting archive."), which answers best, and
+        # moving past it on a small margin lost more answers than it won (docs/quality.md).
+        return 0
     best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-    return best if scores[best] > scores[0] else 0
+    return best if scores[best] > 0 else 0
 
 
 def focus_terms(question: str, heading: str) -> set[str]:

@@ -662,7 +662,8 @@ class Direct:
         from ingest.tenancy import DEFAULT_TENANT_ID
         from orchestrator.pipeline import prompt_for, sources_from_hits
         from orchestrator.session import AsrStream
-        from orchestrator.state import COLLECTION, RETRIEVAL_K
+        from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
+        from orchestrator.state import RETRIEVAL_K
 
         async def ignore(_partial: str) -> None:
             return None

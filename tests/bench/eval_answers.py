@@ -796,7 +796,7 @@ async def _chunks(dsn: str) -> dict[str, list[str]]:
     """Every chunk of the gateway's collection, by document source."""
     import psycopg
 
-    from orchestrator.state import COLLECTION
+    from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(
@@ -834,7 +834,7 @@ async def run(
     from ingest.embedding import TritonEmbedder
     from ingest.search import search
     from ingest.tenancy import DEFAULT_TENANT_ID
-    from orchestrator.state import COLLECTION
+    from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
 
     chunks_by_source = await _chunks(stack.dsn)
     asker = Asker(stack, chunks_by_source)

@@ -36,7 +36,7 @@ async def measure(split: str) -> dict[str, object]:
     from ingest.search import search
     from ingest.tenancy import DEFAULT_TENANT_ID
     from orchestrator.focus import focus
-    from orchestrator.state import COLLECTION
+    from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
 
     if not STACK_FILE.exists():
         raise SystemExit(

@@ -114,3 +114,16 @@ def test_only_citations() -> None:
         assert only_citations(said), said
     for said in ("Run make up [1].", "no citation"):
         assert not only_citations(said), said
+
+
+def test_a_start_that_already_speaks_of_the_question_is_kept() -> None:
+    # git-archive's OPTIONS: the definition comes first and answers "Which formats…?" best, although
+    # a later sentence holds more of the question's words.
+    options = (
+        "--format=<fmt>: Format of the resulting archive. Possible values are tar, zip, tar.gz.\n"
+        "If --format is not given, and the output file is specified, the format is inferred from the "
+        "filename if possible (e.g. writing to foo.zip makes the output to be in the zip format)."
+    )
+    assert (
+        focus(options, "Which formats can git archive write?", 800, heading="git-archive OPTIONS") == options
+    )
