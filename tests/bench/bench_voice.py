@@ -659,10 +659,10 @@ class Direct:
 
     async def turn(self, turn: int, utterance: int, audio: Utterance, history: Sequence[Any]) -> DirectRecord:
         from ingest.search import search
+        from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
         from ingest.tenancy import DEFAULT_TENANT_ID
         from orchestrator.pipeline import prompt_for, sources_from_hits
         from orchestrator.session import AsrStream
-        from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
         from orchestrator.state import RETRIEVAL_K
 
         async def ignore(_partial: str) -> None:

@@ -833,8 +833,8 @@ async def run(
 
     from ingest.embedding import TritonEmbedder
     from ingest.search import search
-    from ingest.tenancy import DEFAULT_TENANT_ID
     from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
+    from ingest.tenancy import DEFAULT_TENANT_ID
 
     chunks_by_source = await _chunks(stack.dsn)
     asker = Asker(stack, chunks_by_source)

@@ -34,9 +34,9 @@ async def measure(split: str) -> dict[str, object]:
 
     from ingest.embedding import TritonEmbedder
     from ingest.search import search
+    from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
     from ingest.tenancy import DEFAULT_TENANT_ID
     from orchestrator.focus import focus
-    from ingest.tenancy import DEFAULT_COLLECTION as COLLECTION
 
     if not STACK_FILE.exists():
         raise SystemExit(
