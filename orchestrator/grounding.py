@@ -8,7 +8,8 @@ of that right; it checks, from the words themselves:
   retrieved passages contain. A question the documents do not touch is declined at once, which
   is also the fastest answer there is.
 - **Sentence support**, for each sentence the LLM produces, before it is shown or spoken: the
-  share of its content words found in the passages (or in the question, which it may restate).
+  share of its content words found in the passages (or in the question, which it may restate);
+  the first sentence must also share a word with the question, if it has three or more.
   An unsupported first sentence turns the answer into a decline; a later one ends the answer.
 - **Citations**: each sentence is given the `[n]` of the passage that supports it best; a
   citation the model made up (a passage that does not exist, or one that shares nothing with
@@ -35,6 +36,9 @@ from enum import StrEnum
 MIN_QUESTION_SUPPORT = 0.34
 # Of a sentence's content words, the share that must come from the passages or the question.
 MIN_SENTENCE_SUPPORT = 0.6
+# A question with this many content words says what it is about: the answer's first sentence must
+# share one of them ("How do I start it?" may be answered "Run make up.", in other words).
+MIN_TOPIC_TERMS = 3
 # Two sentences sharing this share of their content words say the same thing.
 REPEAT_OVERLAP = 0.8
 
@@ -325,6 +329,11 @@ class Evidence:
             return Verdict(keep=False, text="", repeated=True)
         grounded = support(words, self.vocabulary | self.question_terms)
         if grounded < MIN_SENTENCE_SUPPORT:
+            return Verdict(keep=False, text="", reason=DeclineReason.UNSUPPORTED)
+        if not self._said and len(self.question_terms) >= MIN_TOPIC_TERMS and not words & self.question_terms:
+            # A first sentence that shares no word with a question that says what it is about
+            # answers something else: a passage's opening copied, or what the ASR misheard. On the
+            # tuning half no right answer began so, while wrong ones did (docs/quality.md).
             return Verdict(keep=False, text="", reason=DeclineReason.UNSUPPORTED)
         self._said.append(words)
         cited = [

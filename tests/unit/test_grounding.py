@@ -146,3 +146,19 @@ def test_a_copied_header_is_dropped_and_the_answer_after_it_kept() -> None:
     )
     assert verdict.keep
     assert verdict.text == "Amend replaces the tip of the current branch [1]."
+
+
+def test_a_first_sentence_that_shares_nothing_with_the_question_is_refused() -> None:
+    # What CI saw: Whisper heard "where does the locals tack keep it slugs", and the model copied the
+    # opening of the "local stack" section, about components. Backed by the passage, but no answer.
+    section = (
+        "Every part is a Component (orchestrator/stack/component.py): its ports, start, wait_ready, "
+        "check_alive, stop. Logs go to .voicebot/logs/<component>.log."
+    )
+    evidence = Evidence("where does the locals tack keep it slugs", [section])
+    verdict = evidence.check("Every part is a Component (orchestrator/stack/component.py): its ports [1].")
+    assert (verdict.keep, verdict.reason) == (False, DeclineReason.UNSUPPORTED)
+    heard = Evidence("Where does the local stack keep its logs?", [section])
+    assert heard.check("Logs go to .voicebot/logs/<component>.log [1].").keep
+    # A question that says little may be answered in other words.
+    assert Evidence("How do I start it?", ["To start it, run make up."]).check("Run make up [1].").keep
