@@ -24,7 +24,8 @@ MIN_SPEECH_RMS = 300.0  # espeak-ng speech is in the thousands; digital silence 
 
 def _heard_the_question(text: str) -> bool:
     # Whisper tiny.en hears this espeak-ng speech as e.g. "where does the locals tack keep it slugs":
-    # the words retrieval needs survive, give or take a space.
+    # the words retrieval needs survive, give or take a space. (The docs, which the stack ingests,
+    # must not quote that: tests/unit/test_docs_corpus.py.)
     squashed = re.sub(r"[^a-z]", "", text.lower())
     return "localstack" in squashed and "keep" in squashed
 
