@@ -92,8 +92,11 @@ def test_gateway_image_contract() -> None:
     text = (REPO / "images" / "gateway" / "Dockerfile").read_text()
     assert re.search(r"^ARG NODE_BASE=node:\S+$", text, re.M)  # the UI stage
     assert re.search(r"^ARG PYTHON_BASE=python:3\.11\.\d+-slim-bookworm$", text, re.M)
-    assert "ui/package.json" in text  # tolerates a missing UI
+    assert "COPY ui/ ./ui/" in text  # the UI export is built into the image
     assert "pip install /src" in text
+    # Sources are COPYed: buildah's layer cache ignores a bind mount's content, so a RUN on the
+    # mounted context would be reused after the sources change (a stale gateway once passed here).
+    assert "--mount=type=bind" not in text
     assert 'ENTRYPOINT ["voicebot"]' in text
     assert "VOICEBOT_HOST=0.0.0.0" in text
     assert "VOICEBOT_PORT=8080" in text
