@@ -32,7 +32,6 @@ _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}[-|: ]*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _HEADING = re.compile(r"^\s*#{1,6}\s")
 # A sentence ends at . ! ? followed by space and something that starts a sentence.
-_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[`*_A-Z0-9])")
 
 
@@ -181,7 +180,7 @@ def lead(text: str) -> str:
     for unit in units(text):
         if _FENCE.match(unit.text) or _HEADING.match(unit.text):
             continue
-        said = without_copied_markup(_LIST_MARK.sub("", unit.text))
+        said = without_copied_markup(_LIST_ITEM.sub("", unit.text))
         if terms(said):
             return said
     return ""
