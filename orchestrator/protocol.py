@@ -71,8 +71,15 @@ class _ClientMessage(BaseModel):
         return value
 
 
+SessionMode = Literal["push_to_talk", "hands_free"]
+"""push_to_talk: the client says when a turn starts and ends (`turn.start`, `turn.end`).
+hands_free: the client streams the microphone all the time; the gateway's voice activity
+detection starts and ends turns, and speech over an answer interrupts it (docs/handsfree.md)."""
+
+
 class SessionStart(_ClientMessage):
     type: Literal["session.start"]
+    mode: SessionMode = Field(default="push_to_talk", description="How turns start and end.")
     session_id: str | None = Field(default=None, max_length=64, description="Resume this session.")
     language: str | None = Field(default=None, max_length=8, description="ASR language, e.g. 'en'.")
     voice: str | None = Field(default=None, max_length=64, description="TTS voice.")
@@ -96,6 +103,14 @@ class TurnCancel(_ClientMessage):
     type: Literal["turn.cancel"]
 
 
+class SessionUpdate(_ClientMessage):
+    """Change how the session takes turns; answered by `session.updated`. A turn in flight
+    goes on; a hands-free recording not yet ended is dropped when the mode changes."""
+
+    type: Literal["session.update"]
+    mode: SessionMode
+
+
 class TextQuestion(_ClientMessage):
     """A typed question, answered like a spoken one (with speech unless `speak` is false)."""
 
@@ -105,7 +120,8 @@ class TextQuestion(_ClientMessage):
 
 
 ClientMessage = Annotated[
-    SessionStart | TurnStart | TurnEnd | TurnCancel | TextQuestion, Field(discriminator="type")
+    SessionStart | SessionUpdate | TurnStart | TurnEnd | TurnCancel | TextQuestion,
+    Field(discriminator="type"),
 ]
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)  # type: ignore[arg-type, unused-ignore]
 
@@ -209,15 +225,28 @@ class SessionReady(_Event):
     input_sample_rate: int
     resumed: bool = Field(description="A stored session continues: history and turn numbering go on.")
     turns: int = Field(description="The last turn number so far (0 for a new session).")
+    mode: SessionMode
+
+
+class SessionUpdated(_Event):
+    type: Literal["session.updated"] = "session.updated"
+    mode: SessionMode
+
+
+TurnTrigger = Literal["client", "speech"]
 
 
 class TurnStarted(_Event):
     type: Literal["turn.started"] = "turn.started"
     turn: int
+    trigger: TurnTrigger = Field(
+        default="client",
+        description="client: turn.start or a typed question; speech: hands-free, the gateway heard speech begin.",
+    )
 
 
 class TranscriptPartial(_Event):
-    """While the button is held (about every 0.5 s of audio)."""
+    """While the user speaks (about every 0.5 s of audio)."""
 
     type: Literal["transcript.partial"] = "transcript.partial"
     turn: int
@@ -266,7 +295,9 @@ class AudioClear(_Event):
     turn: int
 
 
-TurnOutcome = Literal["ok", "error", "cancelled"]
+TurnOutcome = Literal["ok", "error", "cancelled", "ignored"]
+"""ignored: a hands-free turn that held no question (a backchannel, a cough, noise): it is not
+part of the conversation, and a client removes it."""
 
 
 class TurnDone(_Event):
@@ -291,6 +322,7 @@ class ErrorEvent(_Event):
 
 ServerEvent = (
     SessionReady
+    | SessionUpdated
     | TurnStarted
     | TranscriptPartial
     | TranscriptFinal

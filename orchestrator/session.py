@@ -47,6 +47,7 @@ from orchestrator.protocol import (
     ErrorEvent,
     ProtocolError,
     SessionReady,
+    SessionMode,
     SessionStart,
     TextQuestion,
     TranscriptFinal,
@@ -208,6 +209,7 @@ class VoiceSession:
         self.history: list[Exchange] = []
         self.language: str | None = None
         self.voice = ""
+        self.mode: SessionMode = "push_to_talk"
         # The current turn: before session.start a NEW placeholder, then IDLE until the first turn.
         self.turn = VoiceTurn(0, Phase.NEW)
         self._writes: set[asyncio.Task[None]] = set()
@@ -297,6 +299,7 @@ class VoiceSession:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "the session has already started")
         self.language = message.language
         self.voice = message.voice or self.config.options.voice
+        self.mode = message.mode
         last_turn = await self._resume(message.session_id)
         self.turn.to(Phase.IDLE)
         self.turn.number = last_turn or 0  # the next turn is numbered after the last stored one
@@ -308,6 +311,7 @@ class VoiceSession:
                 input_sample_rate=INPUT_SAMPLE_RATE,
                 resumed=last_turn is not None,
                 turns=last_turn or 0,
+                mode=self.mode,
             )
         )
 

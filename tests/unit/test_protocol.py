@@ -19,6 +19,7 @@ from orchestrator.protocol import (
     ProtocolError,
     ServerEvent,
     SessionReady,
+    SessionUpdated,
     SessionStart,
     Sources,
     TextQuestion,
@@ -120,10 +121,21 @@ CITATION = Citation(
 # Each event as built inside the gateway, and the JSON object clients have always received for it.
 WIRE: list[tuple[ServerEvent, dict[str, object]]] = [
     (
-        SessionReady(session_id="5b0c", protocol=1, input_sample_rate=16000, resumed=False, turns=0),
-        {"session_id": "5b0c", "protocol": 1, "input_sample_rate": 16000, "resumed": False, "turns": 0},
+        SessionReady(
+            session_id="5b0c", protocol=1, input_sample_rate=16000, resumed=False, turns=0, mode="push_to_talk"
+        ),
+        {
+            "session_id": "5b0c",
+            "protocol": 1,
+            "input_sample_rate": 16000,
+            "resumed": False,
+            "turns": 0,
+            "mode": "push_to_talk",
+        },
     ),
-    (TurnStarted(turn=1), {"turn": 1}),
+    (SessionUpdated(mode="hands_free"), {"mode": "hands_free"}),
+    (TurnStarted(turn=1), {"turn": 1, "trigger": "client"}),
+    (TurnStarted(turn=2, trigger="speech"), {"turn": 2, "trigger": "speech"}),
     (TranscriptPartial(turn=1, text="How do I"), {"turn": 1, "text": "How do I"}),
     (TranscriptFinal(turn=1, text="Ça démarre ?"), {"turn": 1, "text": "Ça démarre ?"}),
     (

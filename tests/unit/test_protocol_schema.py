@@ -44,6 +44,7 @@ def test_the_published_schema_is_the_generated_one() -> None:
 def test_every_server_event_and_client_message_is_in_the_schema() -> None:
     assert set(SERVER) == {
         "session.ready",
+        "session.updated",
         "turn.started",
         "transcript.partial",
         "transcript.final",
@@ -54,7 +55,7 @@ def test_every_server_event_and_client_message_is_in_the_schema() -> None:
         "turn.done",
         "error",
     }
-    assert set(CLIENT) == {"session.start", "turn.start", "turn.end", "turn.cancel", "text"}
+    assert set(CLIENT) == {"session.start", "session.update", "turn.start", "turn.end", "turn.cancel", "text"}
     assert json.loads(json.dumps(json_schema()))  # plain JSON, no Python objects left in it
 
 

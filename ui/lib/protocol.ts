@@ -15,8 +15,13 @@ const KIND_AUDIO = 1;
 
 // ---- client → server ---------------------------------------------------------------------
 
+/** push_to_talk: the client says when a turn starts and ends; hands_free: it streams the
+ * microphone all the time and the gateway takes the turns (docs/protocol.md, Hands-free). */
+export type SessionMode = "push_to_talk" | "hands_free";
+
 export type ClientMessage =
-  | { type: "session.start"; session_id?: string; language?: string; voice?: string }
+  | { type: "session.start"; mode?: SessionMode; session_id?: string; language?: string; voice?: string }
+  | { type: "session.update"; mode: SessionMode }
   | { type: "turn.start" }
   | { type: "turn.end" }
   | { type: "turn.cancel" }
@@ -50,7 +55,8 @@ export interface Timings {
   total?: number | null;
 }
 
-export type TurnOutcome = "ok" | "error" | "cancelled";
+/** ignored: a hands-free turn with no question in it (a cough, "mm-hmm"): not part of the conversation. */
+export type TurnOutcome = "ok" | "error" | "cancelled" | "ignored";
 
 export type ErrorCode =
   | "bad_request"
@@ -77,8 +83,15 @@ export type ServerEvent =
       resumed?: boolean;
       /** The last turn number of the session so far. */
       turns?: number;
+      mode: SessionMode;
     }
-  | { type: "turn.started"; turn: number }
+  | { type: "session.updated"; mode: SessionMode }
+  | {
+      type: "turn.started";
+      turn: number;
+      /** "speech": hands-free, the gateway heard speech begin (no local turn exists for it yet). */
+      trigger: "client" | "speech";
+    }
   | { type: "transcript.partial"; turn: number; text: string }
   | { type: "transcript.final"; turn: number; text: string }
   | { type: "sources"; turn: number; available: boolean; sources: Source[] }
@@ -98,6 +111,7 @@ export type ServerEvent =
 
 const SERVER_TYPES = new Set<string>([
   "session.ready",
+  "session.updated",
   "turn.started",
   "transcript.partial",
   "transcript.final",
