@@ -9,6 +9,12 @@ while the button is held and the final one needs only the last chunk decoded.
 
 Read a spoken turn top to bottom: `_turn_start` → `on_audio` → `_turn_end` → `_converse`
 (transcribe, answer) → `_finish`; `_cancel` is the other way out.
+
+Hands-free (`mode: "hands_free"`, docs/handsfree.md) replaces the button with the gateway's
+ears: every frame goes to a `Listener` (VAD, turn detector, echo guard), and its events take the
+button's place: `_speech_started` for `turn.start` (a barge-in when an answer is in flight or its
+audio still plays), `_speech_ended` for `turn.end`. From there a turn is the same; only its end
+differs: a final transcript with no question in it ends the turn IGNORED.
 """
 
 from __future__ import annotations
@@ -19,12 +25,21 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from orchestrator.endpointing import (
+    BargeIn,
+    EndpointingSettings,
+    SpeechStarted,
+    TurnEnded,
+    TurnEvent,
+    is_backchannel,
+)
 from orchestrator.errors import StageTimeout, VoicebotError
+from orchestrator.handsfree import PREROLL_PAD_S, Listener, PlaybackTap
 from orchestrator.history import Outcome, SessionHistory, TurnRecord
 from orchestrator.inference import Models
 from orchestrator.metrics import Metrics
@@ -46,23 +61,26 @@ from orchestrator.protocol import (
     ErrorCode,
     ErrorEvent,
     ProtocolError,
-    SessionReady,
     SessionMode,
+    SessionReady,
     SessionStart,
+    SessionUpdate,
+    SessionUpdated,
     TextQuestion,
     TranscriptFinal,
     TranscriptPartial,
     TurnCancel,
     TurnDone,
     TurnEnd,
-    TurnOutcome,
     TurnStart,
     TurnStarted,
+    TurnTrigger,
     parse_client_message,
     validate_audio_frame,
 )
 from orchestrator.speculation import Speculator
 from orchestrator.turn import Phase, Turn
+from orchestrator.vad import VadModel, VadUnavailable, shared_model
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +95,8 @@ class SessionConfig:
     asr_timeout_s: float
     options: AnswerOptions
     speculation: bool = True  # retrieve and prefill on partial transcripts (orchestrator/speculation.py)
+    # Hands-free thresholds (VOICEBOT_VAD_*, VOICEBOT_TURN_*, ...); None: push-to-talk only.
+    endpointing: EndpointingSettings | None = field(default_factory=EndpointingSettings)
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,7 @@ class SessionContext:
     # The words of the documents, for the ASR to expect (AppState caches it per collection).
     vocabulary: Callable[[], str] = lambda: ""
     on_close: Callable[[VoiceSession], None] = lambda session: None
+    vad: Callable[[], VadModel] = shared_model  # the loaded VAD model, for hands-free sessions
 
 
 class AsrStream:
@@ -178,6 +199,7 @@ class VoiceTurn(Turn):
     audio_bytes: int = 0
     speculator: Speculator | None = None  # the recording's (then its answer's) speculation
     task: asyncio.Task[None] | None = None  # from the release (or the typed question) to turn.done
+    trigger: TurnTrigger = "client"  # "speech": hands-free, started by the gateway's VAD
 
     @property
     def in_flight(self) -> bool:
@@ -201,7 +223,7 @@ class VoiceSession:
     audio out to `sink`. Its state is its current turn's phase (orchestrator/turn.py)."""
 
     def __init__(self, sink: Sink, context: SessionContext) -> None:
-        self.sink = sink
+        self.sink = PlaybackTap(sink)  # what the client plays, for the hands-free listener
         self.context = context
         self.config = context.config
         self.metrics = context.metrics
@@ -210,6 +232,7 @@ class VoiceSession:
         self.language: str | None = None
         self.voice = ""
         self.mode: SessionMode = "push_to_talk"
+        self.listener: Listener | None = None  # hands-free only
         # The current turn: before session.start a NEW placeholder, then IDLE until the first turn.
         self.turn = VoiceTurn(0, Phase.NEW)
         self._writes: set[asyncio.Task[None]] = set()
@@ -232,6 +255,14 @@ class VoiceSession:
                 await self._start_session(message)
             elif self.phase is Phase.NEW:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "send session.start first")
+            elif isinstance(message, SessionUpdate):
+                await self._update(message)
+            elif isinstance(message, TurnStart | TurnEnd) and self.mode == "hands_free":
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST,
+                    f"{message.type} in hands-free mode: the gateway starts and ends turns "
+                    "(send session.update with mode push_to_talk to use the button)",
+                )
             elif isinstance(message, TurnStart):
                 await self._turn_start()
             elif isinstance(message, TurnEnd):
@@ -244,6 +275,14 @@ class VoiceSession:
             await self._error(e.code, e.message)
 
     async def on_audio(self, frame: bytes) -> None:
+        if self.listener is not None:
+            try:
+                validate_audio_frame(frame)
+            except ProtocolError as e:
+                await self._error(e.code, e.message)
+                return
+            await self._hear(frame)
+            return
         turn = self.turn
         try:
             if turn.phase is Phase.DISCARDING:
@@ -299,7 +338,10 @@ class VoiceSession:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "the session has already started")
         self.language = message.language
         self.voice = message.voice or self.config.options.voice
-        self.mode = message.mode
+        try:
+            self._set_mode(message.mode)
+        except ProtocolError as e:  # hands-free not offered: the session starts push-to-talk
+            await self._error(e.code, e.message)
         last_turn = await self._resume(message.session_id)
         self.turn.to(Phase.IDLE)
         self.turn.number = last_turn or 0  # the next turn is numbered after the last stored one
@@ -314,6 +356,28 @@ class VoiceSession:
                 mode=self.mode,
             )
         )
+
+    async def _update(self, message: SessionUpdate) -> None:
+        if message.mode != self.mode and self.phase is Phase.LISTENING:
+            await self._cancel()  # a recording of the other mode ends with it
+        self._set_mode(message.mode)
+        await self.sink.send_event(SessionUpdated(mode=self.mode))
+
+    def _set_mode(self, mode: SessionMode) -> None:
+        if mode == "hands_free" and self.listener is None:
+            if self.config.endpointing is None:
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST,
+                    "hands-free is turned off on this server (VOICEBOT_HANDSFREE=false)",
+                )
+            try:
+                self.listener = Listener(self.config.endpointing, model=self.context.vad())
+            except VadUnavailable as e:
+                raise ProtocolError(ErrorCode.MODEL_UNAVAILABLE, f"hands-free is not available: {e}") from e
+        elif mode == "push_to_talk":
+            self.listener = None
+        self.sink.listener = self.listener
+        self.mode = mode
 
     async def _resume(self, requested: str | None) -> int | None:
         """Continue a stored session of this subject: the one `session.start` names, else the one
@@ -357,15 +421,23 @@ class VoiceSession:
         if self.turn.in_flight:
             self.metrics.barge_ins.inc()
         turn = await self._next_turn(Phase.LISTENING)
+        self._listen(turn)
+        await self.sink.send_event(TurnStarted(turn=turn.number))
+
+    def _listen(self, turn: VoiceTurn) -> None:
+        """The recording's ASR stream and speculation; partial transcripts go to the client,
+        the speculator and (hands-free) the turn detector."""
         speculator = turn.speculator = self._new_speculator()
+        listener = self.listener
 
         async def partial(text: str) -> None:
             await self.sink.send_event(TranscriptPartial(turn=turn.number, text=text))
             if speculator is not None:
                 speculator.on_partial(text)
+            if listener is not None and turn is self.turn and turn.phase is Phase.LISTENING:
+                listener.partial(text)
 
         turn.asr = AsrStream(self.context.models, self.language, partial, prompt=self.context.vocabulary())
-        await self.sink.send_event(TurnStarted(turn=turn.number))
 
     def _new_speculator(self) -> Speculator | None:
         if not self.config.speculation:
@@ -399,6 +471,67 @@ class VoiceSession:
         options = replace(self.config.options, voice=self.voice, speak=message.speak)
         self._launch(turn, self._answer(turn, message.text, options))
 
+    # ---- hands-free: the listener's events in place of the button ---------------------
+
+    async def _hear(self, frame: bytes) -> None:
+        listener = self.listener
+        assert listener is not None
+        turn = self.turn
+        events = listener.hear(frame, answering=turn.in_flight)
+        if turn.phase is Phase.LISTENING and turn.asr is not None:
+            limit = int(self.config.max_turn_audio_s * INPUT_SAMPLE_RATE) * INPUT_SAMPLE_WIDTH
+            if turn.audio_bytes + len(frame) > limit:  # a long monologue: answer what was said
+                listener.drop_turn()
+                self._end_speech_turn(turn)
+                return
+            turn.audio_bytes += len(frame)
+            turn.asr.feed(frame)
+        for event in events:
+            await self._on_turn_event(event)
+
+    async def _on_turn_event(self, event: TurnEvent) -> None:
+        if isinstance(event, TurnEnded):
+            turn = self.turn
+            if turn.phase is Phase.LISTENING and turn.trigger == "speech":
+                turn.timings.extra["hangover"] = round((event.at - event.speech_end) * 1000, 1)
+                self._end_speech_turn(turn)
+        else:
+            await self._speech_started(event)
+
+    async def _speech_started(self, event: SpeechStarted | BargeIn) -> None:
+        """The user speaks: a new turn, with the audio kept from just before the speech began.
+        Over an answer (in flight, or its audio still playing) this is a barge-in."""
+        listener = self.listener
+        assert listener is not None
+        try:
+            self._refuse_while_draining()
+        except ProtocolError as e:
+            listener.drop_turn()
+            await self._error(e.code, e.message)
+            return
+        current = self.turn
+        playing = listener.playing_turn if listener.bot_speaking else None
+        if current.in_flight or playing is not None:
+            self.metrics.barge_ins.inc()
+        if playing is not None and not (current.in_flight and current.number == playing):
+            await self.sink.send_event(AudioClear(turn=playing))  # answered, but still playing
+        turn = await self._next_turn(Phase.LISTENING)
+        turn.trigger = "speech"
+        self._listen(turn)
+        await self.sink.send_event(TurnStarted(turn=turn.number, trigger="speech"))
+        assert turn.asr is not None
+        audio = listener.kept_since(event.speech_start - PREROLL_PAD_S)
+        turn.audio_bytes = len(audio)
+        turn.asr.feed(audio)
+
+    def _end_speech_turn(self, turn: VoiceTurn) -> None:
+        """What `turn.end` does for the button: transcribe, then answer."""
+        asr, turn.asr = turn.asr, None
+        assert asr is not None
+        turn.to(Phase.TRANSCRIBING)
+        turn.restart_clock()  # timings count from the end of the turn (after the hangover)
+        self._launch(turn, self._converse(turn, asr))
+
     def _launch(self, turn: VoiceTurn, work: Coroutine[Any, Any, None]) -> None:
         turn.task = asyncio.create_task(work, name=f"turn-{self.session_id}-{turn.number}")
 
@@ -413,6 +546,9 @@ class VoiceSession:
                 await asr.aclose()
             turn.timings.asr_final = turn.elapsed_ms()
             self.metrics.stage_duration.labels("asr_final").observe(turn.timings.asr_final / 1000)
+            if turn.trigger == "speech" and is_backchannel(question):
+                await self._ignore(turn, question)
+                return
             await self.sink.send_event(TranscriptFinal(turn=turn.number, text=question))
             turn.question = question or None
             if not question:
@@ -458,7 +594,7 @@ class VoiceSession:
         """The turn is over (DONE or FAILED): count it, store it, then say so (`turn.done`)."""
         timings = turn.timings
         timings.total = turn.elapsed_ms()
-        outcome: TurnOutcome = "ok" if phase is Phase.DONE else "error"
+        outcome: Outcome = "ok" if phase is Phase.DONE else "error"
         self.metrics.stage_duration.labels("turn_total").observe(timings.total / 1000)
         self.metrics.turns.labels(outcome).inc()
         write = self._record(turn, outcome, timings.as_dict(), result)
@@ -467,6 +603,19 @@ class VoiceSession:
         turn.to(phase)
         await self.sink.send_event(
             TurnDone(turn=turn.number, outcome=outcome, timings=timings.as_dict(), note=note or None)
+        )
+
+    async def _ignore(self, turn: VoiceTurn, heard: str) -> None:
+        """A hands-free turn with no question in it (a cough, "mm-hmm"): it leaves no trace in
+        the conversation, only in the metrics and the debug log."""
+        log.debug("not a question", extra={"session": self.session_id, "turn": turn.number, "heard": heard})
+        turn.timings.total = turn.elapsed_ms()
+        self.metrics.turns.labels("ignored").inc()
+        turn.to(Phase.IGNORED)
+        await self.sink.send_event(
+            TurnDone(
+                turn=turn.number, outcome="ignored", timings=turn.timings.as_dict(), note="no question heard"
+            )
         )
 
     async def _failed(self, turn: VoiceTurn, e: VoicebotError) -> None:
@@ -480,6 +629,8 @@ class VoiceSession:
     async def _cancel(self, *, notify: bool = True) -> None:
         """Stop the recording and/or the answer in flight; tell the client to drop its audio."""
         turn = self.turn
+        if turn.phase is Phase.LISTENING and turn.trigger == "speech" and self.listener is not None:
+            self.listener.drop_turn()  # the detector must not end a turn that is gone
         await turn.stop_listening()
         task = turn.task
         answering = turn.in_flight
@@ -491,7 +642,11 @@ class VoiceSession:
             return  # over already (its turn.done was sent), or nothing began
         turn.to(Phase.CANCELLED)
         if not answering:
-            return  # a recording abandoned: nothing was said about it yet
+            # A recording abandoned: the client that pressed the button knows; one the gateway
+            # started (hands-free) is ended for the client.
+            if notify and turn.trigger == "speech":
+                await self.sink.send_event(TurnDone(turn=turn.number, outcome="cancelled", timings={}))
+            return
         self.metrics.turns.labels("cancelled").inc()
         self._record(turn, "cancelled", {}, None)  # written in the background
         if notify:

@@ -20,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from orchestrator.endpointing import EndpointingSettings
+
 _DEFAULT_SECRETS_DIR = Path("/run/secrets/voicebot")
 # Values that people copy from examples; never accepted as a real secret.
 _PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "password", "voicebot", "dev", "test"}
@@ -150,6 +152,36 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=60, ge=1, description="Requests per API key per minute.")
     max_sessions_per_key: int = Field(default=4, ge=1, description="Concurrent voice sessions per API key.")
 
+    # --- hands-free turn taking (orchestrator/endpointing.py; docs/handsfree.md) -------------------
+    handsfree: bool = Field(
+        default=True, description="Offer hands-free sessions: the gateway's VAD takes the turns."
+    )
+    vad_speech_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Silero probability at or above which a window is speech."
+    )
+    vad_silence_threshold: float = Field(
+        default=0.35, gt=0, lt=1, description="Probability below which a window is silence (hysteresis)."
+    )
+    turn_min_speech_s: float = Field(
+        default=0.25, gt=0, le=5, description="Speech that starts a turn while the bot is silent."
+    )
+    turn_hangover_s: float = Field(default=0.7, gt=0, le=5, description="Silence that ends a turn.")
+    turn_unfinished_extension_s: float = Field(
+        default=0.6, ge=0, le=5, description="Silence added when the partial transcript sounds unfinished."
+    )
+    barge_in_min_speech_s: float = Field(
+        default=0.4, gt=0, le=5, description="Speech that interrupts the answer's audio."
+    )
+    echo_correlation: float = Field(
+        default=0.6, ge=-1, le=1, description="Envelope correlation at which input may be the bot's echo."
+    )
+    echo_excess_db: float = Field(
+        default=3.0, ge=0, description="Input this much louder than the predicted echo is someone speaking."
+    )
+    echo_max_lag_s: float = Field(
+        default=0.8, ge=0, le=3, description="Longest played-to-heard delay the echo guard searches."
+    )
+
     # --- document parsing (ingest.parsing: worker processes, per-file limits) -----------------
     parse_workers: int = Field(default=1, ge=1, le=64, description="Parsing worker processes per gateway.")
     parse_cpu_s: float = Field(default=30.0, gt=0, description="CPU time one file may take to parse.")
@@ -209,6 +241,25 @@ class Settings(BaseSettings):
                     f"{MIN_SECRET_LENGTH} characters (or run with VOICEBOT_DEV_MODE=true on a laptop)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _check_endpointing(self) -> Settings:
+        self.endpointing()  # raises ValueError on thresholds that contradict each other
+        return self
+
+    def endpointing(self) -> EndpointingSettings:
+        """The hands-free thresholds as the turn detector and echo guard take them."""
+        return EndpointingSettings(
+            speech_threshold=self.vad_speech_threshold,
+            silence_threshold=self.vad_silence_threshold,
+            min_speech_s=self.turn_min_speech_s,
+            barge_in_min_speech_s=self.barge_in_min_speech_s,
+            hangover_s=self.turn_hangover_s,
+            unfinished_extension_s=self.turn_unfinished_extension_s,
+            echo_correlation=self.echo_correlation,
+            echo_excess_db=self.echo_excess_db,
+            echo_max_lag_s=self.echo_max_lag_s,
+        )
 
     @property
     def docs_served(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import psycopg
@@ -40,6 +40,7 @@ from orchestrator.protocol import plain_text
 from orchestrator.session import SessionConfig, SessionContext, VoiceSession
 from orchestrator.settings import Settings
 from orchestrator.turn import Phase, Turn
+from orchestrator.vad import VadModel, shared_model
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class AppState:
     pool: AsyncConnectionPool | None = None
     triton: grpcclient.InferenceServerClient | None = None
     models: Models | None = None  # ModelClients once open(); one seam for every model call
+    vad: Callable[[], VadModel] = shared_model  # hands-free sessions' VAD (loaded at first use)
     triton_router: SequenceRouter | None = None  # with a dns:/// Triton URL (several replicas)
     embedder: TritonEmbedder | None = None
     sessions: set[VoiceSession] = field(default_factory=set)
@@ -321,6 +323,7 @@ class AppState:
             asr_timeout_s=self.settings.triton_timeout_s,
             options=self.answer_options(),
             speculation=self.settings.speculation,
+            endpointing=self.settings.endpointing() if self.settings.handsfree else None,
         )
         context = SessionContext(
             models=self.models,
@@ -334,6 +337,7 @@ class AppState:
             draining=lambda: self.draining,
             on_close=self.sessions.discard,
             vocabulary=lambda: self.vocabulary(corpus),
+            vad=self.vad,
         )
         session = VoiceSession(sink, context)
         self.sessions.add(session)

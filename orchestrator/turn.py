@@ -4,7 +4,8 @@ follow which (`TRANSITIONS`).
 A session starts NEW and becomes IDLE at `session.start`. Each turn is a new `Turn`, made IDLE
 and begun at once: LISTENING (push-to-talk held) or ANSWERING (a typed question). A spoken turn
 goes on to TRANSCRIBING at the release, then ANSWERING, and SPEAKING once its first audio is
-sent. It ends DONE, CANCELLED (barge-in, cancel, the socket closed) or FAILED. A recording over
+sent. It ends DONE, CANCELLED (barge-in, cancel, the socket closed) or FAILED; a hands-free
+turn whose final transcript holds no question (a cough, "mm-hmm") ends IGNORED. A recording over
 its size limit is DISCARDING: its turn is over (outcome `error`), but the rest of its audio and
 its `turn.end` are still to come and are ignored; the release makes it FAILED.
 
@@ -33,6 +34,7 @@ class Phase(StrEnum):
     DONE = "done"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    IGNORED = "ignored"  # hands-free: no question in it; not part of the conversation
 
     @property
     def live(self) -> bool:
@@ -55,22 +57,24 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     P.IDLE: frozenset({P.LISTENING, P.ANSWERING}),
     P.LISTENING: frozenset({P.TRANSCRIBING, P.DISCARDING, P.CANCELLED}),
     P.DISCARDING: frozenset({P.FAILED}),
-    P.TRANSCRIBING: frozenset({P.ANSWERING, P.DONE, P.FAILED, P.CANCELLED}),
+    P.TRANSCRIBING: frozenset({P.ANSWERING, P.DONE, P.FAILED, P.CANCELLED, P.IGNORED}),
     P.ANSWERING: frozenset({P.SPEAKING, P.DONE, P.FAILED, P.CANCELLED}),
     P.SPEAKING: frozenset({P.DONE, P.FAILED, P.CANCELLED}),
     P.DONE: frozenset(),
     P.CANCELLED: frozenset(),
     P.FAILED: frozenset(),
+    P.IGNORED: frozenset(),
 }
 # The phases a turn may be followed from: a new turn replaces the session's current one.
-FOLLOWABLE = frozenset({P.IDLE, P.DISCARDING, P.DONE, P.CANCELLED, P.FAILED})
+FOLLOWABLE = frozenset({P.IDLE, P.DISCARDING, P.DONE, P.CANCELLED, P.FAILED, P.IGNORED})
 _LIVE = frozenset({P.LISTENING, P.TRANSCRIBING, P.ANSWERING, P.SPEAKING})
-_OVER = frozenset({P.DISCARDING, P.DONE, P.CANCELLED, P.FAILED})
+_OVER = frozenset({P.DISCARDING, P.DONE, P.CANCELLED, P.FAILED, P.IGNORED})
 _OUTCOMES: dict[Phase, TurnOutcome] = {
     P.DONE: "ok",
     P.DISCARDING: "error",
     P.FAILED: "error",
     P.CANCELLED: "cancelled",
+    P.IGNORED: "ignored",
 }
 
 

@@ -26,6 +26,7 @@ import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,14 @@ def model_path() -> Path:
         if path.is_file():
             return path
     raise VadUnavailable(f"faster-whisper is installed but has no assets/{_MODEL_FILE}")
+
+
+class VadModel(Protocol):
+    """What a `VadStream` needs of the model (`SileroVad`; unit tests fake it at this seam)."""
+
+    def run(
+        self, windows: npt.NDArray[np.float32], h: npt.NDArray[np.float32], c: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 
 
 class SileroVad:
@@ -118,7 +127,7 @@ class VadStream:
     Samples are buffered until a whole window is there; `feed` returns the windows completed by
     this frame (none for a frame shorter than what completes the next window)."""
 
-    def __init__(self, model: SileroVad | None = None) -> None:
+    def __init__(self, model: VadModel | None = None) -> None:
         self._model = model or shared_model()
         self.reset()
 

@@ -48,7 +48,7 @@ class ListSink:
 class FakeModels:
     """The model seam (`orchestrator.inference.Models`), the one fake of it: an LLM that writes
     `deltas`, one every `delay` seconds (or is unavailable: `fail`); speech of two chunks per
-    sentence (or unavailable: `tts_fails`); ASR that hears `transcript` (or is unavailable:
+    sentence, each `tts_pcm` (or unavailable: `tts_fails`); ASR that hears `transcript` (or is unavailable:
     `asr_fails`); prefills that count
     `prefill_tokens` (or wait until cancelled: `block_prefill`). It records what it was asked."""
 
@@ -60,6 +60,7 @@ class FakeModels:
         fail: bool = False,
         tts_fails: bool = False,
         tts_delay: float = 0.0,
+        tts_pcm: npt.NDArray[np.int16] | None = None,
         transcript: str = "hello",
         asr_fails: bool = False,
         prefill_tokens: int = 100,
@@ -70,6 +71,7 @@ class FakeModels:
         self.fail = fail
         self.tts_fails = tts_fails
         self.tts_delay = tts_delay
+        self.tts_pcm = np.ones(160, dtype=np.int16) if tts_pcm is None else tts_pcm  # each chunk, 16 kHz
         self.transcript = transcript
         self.asr_fails = asr_fails
         self.prefill_tokens = prefill_tokens
@@ -130,6 +132,6 @@ class FakeModels:
         try:
             for _ in range(2):
                 await asyncio.sleep(self.tts_delay)
-                yield AudioChunk(np.ones(160, dtype=np.int16), 16000)
+                yield AudioChunk(self.tts_pcm, 16000)
         finally:
             self.closed.append("tts")

@@ -19,8 +19,8 @@ from orchestrator.protocol import (
     ProtocolError,
     ServerEvent,
     SessionReady,
-    SessionUpdated,
     SessionStart,
+    SessionUpdated,
     Sources,
     TextQuestion,
     TranscriptFinal,
@@ -122,7 +122,12 @@ CITATION = Citation(
 WIRE: list[tuple[ServerEvent, dict[str, object]]] = [
     (
         SessionReady(
-            session_id="5b0c", protocol=1, input_sample_rate=16000, resumed=False, turns=0, mode="push_to_talk"
+            session_id="5b0c",
+            protocol=1,
+            input_sample_rate=16000,
+            resumed=False,
+            turns=0,
+            mode="push_to_talk",
         ),
         {
             "session_id": "5b0c",

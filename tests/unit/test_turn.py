@@ -55,18 +55,26 @@ def test_the_phases_ends_and_outcomes() -> None:
         Phase.ANSWERING,
         Phase.SPEAKING,
     }
-    assert {p for p in Phase if p.over} == {Phase.DISCARDING, Phase.DONE, Phase.CANCELLED, Phase.FAILED}
+    assert {p for p in Phase if p.over} == {
+        Phase.DISCARDING,
+        Phase.DONE,
+        Phase.CANCELLED,
+        Phase.FAILED,
+        Phase.IGNORED,
+    }
     assert {p: p.outcome for p in Phase if p.outcome} == {
         Phase.DONE: "ok",
         Phase.DISCARDING: "error",
         Phase.FAILED: "error",
         Phase.CANCELLED: "cancelled",
+        Phase.IGNORED: "ignored",
     }
     # Terminal phases have no way out; a new turn follows them instead.
     assert [p for p, targets in TRANSITIONS.items() if not targets] == [
         Phase.DONE,
         Phase.CANCELLED,
         Phase.FAILED,
+        Phase.IGNORED,
     ]
 
 
