@@ -147,6 +147,7 @@ _UNFINISHED_WORDS = _words(
     "um umm uh uhm er erm"
 )
 _TERMINAL = (".", "?", "!")
+ECHO_BREAK_S = 0.3  # echo this long ends a run of speech that has not started a turn yet
 _CONTINUING = (",", ";", ":", "-", "\u2013", "\u2014", "\u2026", "...")
 _WORD = re.compile(r"[a-z']+")
 
@@ -221,6 +222,8 @@ class TurnDetector:
         self.bot_speaking = False
         self.phase = Phase.WAITING
         self._run_start: float | None = None  # WAITING: start of the current speech run
+        self._run_echo_s = 0.0  # ...and the echo in it (which does not count as speech)
+        self._echo_streak_s = 0.0  # ...and how long the echo has gone on without a break
         self._silence_start: float | None = None  # PAUSED: where the silence began
         self._partial = ""
 
@@ -249,7 +252,7 @@ class TurnDetector:
         speech = probability >= s.speech_threshold and not echo
         silence = probability < s.silence_threshold or echo
         if self.phase is Phase.WAITING:
-            return self._waiting(now, speech, silence)
+            return self._waiting(now, probability, echo)
         if speech:
             self.phase, self._silence_start = Phase.SPEAKING, None
             return []
@@ -270,17 +273,32 @@ class TurnDetector:
         self.reset()
         return [ended]
 
-    def _waiting(self, now: float, speech: bool, silence: bool) -> list[TurnEvent]:
-        if speech:
-            if self._run_start is None:
-                self._run_start = now - self._window_s
-            needed = self.settings.barge_in_min_speech_s if self.bot_speaking else self.settings.min_speech_s
-            if now - self._run_start + 1e-9 >= needed:
-                start = self._run_start
-                self.phase, self._run_start, self._partial = Phase.SPEAKING, None, ""
-                return [BargeIn(now, start) if self.bot_speaking else SpeechStarted(now, start)]
-        elif silence:
+    def _waiting(self, now: float, probability: float, echo: bool) -> list[TurnEvent]:
+        """A run of speech starts a turn once it has lasted long enough, not counting the
+        windows in it that the echo guard took for the bot. Silence ends the run; so does a
+        stretch of echo (`ECHO_BREAK_S`): a user's syllable gaps over the bot's audio can look
+        like echo for a moment, the bot talking alone looks like it for longer."""
+        s = self.settings
+        if probability < s.silence_threshold:
             self._run_start = None
+            return []
+        if echo:
+            if self._run_start is not None:
+                self._run_echo_s += self._window_s
+                self._echo_streak_s += self._window_s
+                if self._echo_streak_s + 1e-9 >= ECHO_BREAK_S:
+                    self._run_start = None
+            return []
+        self._echo_streak_s = 0.0
+        if probability < s.speech_threshold:
+            return []  # the hysteresis band holds a run; only speech starts one or a turn
+        if self._run_start is None:
+            self._run_start, self._run_echo_s = now - self._window_s, 0.0
+        needed = s.barge_in_min_speech_s if self.bot_speaking else s.min_speech_s
+        if now - self._run_start - self._run_echo_s + 1e-9 >= needed:
+            start = self._run_start
+            self.phase, self._run_start, self._partial = Phase.SPEAKING, None, ""
+            return [BargeIn(now, start) if self.bot_speaking else SpeechStarted(now, start)]
         return []
 
 
@@ -289,6 +307,9 @@ class TurnDetector:
 _HOP_S = 0.01  # envelope resolution: 10 ms, finer than a syllable, coarse enough to be cheap
 _FLOOR_DB = -70.0  # levels below this are silence (and are clipped to it)
 _MIN_SPREAD_DB = 3.0  # an envelope flatter than this (std) carries no shape to correlate
+_CLEAR_ECHO_R = 0.85  # echo this certain teaches the guard the echo path's gain...
+_CLEAR_ECHO_EXCESS_DB = 1.0  # ...when nothing louder than it is heard
+_GAIN_SLACK_DB = 6.0  # how far above the learnt gain a fit may go (speaker volume, AGC)
 
 
 def envelope_db(
@@ -351,6 +372,8 @@ class EchoGuard:
     with the played audio's envelope at every lag up to `echo_max_lag_s` (10 ms steps), and says
     "echo" when the best Pearson correlation reaches `echo_correlation`. Log levels make it blind
     to the echo's attenuation; the lag search to the unknown playback delay.
+    The echo's gain, fitted per window, is also learnt from clear echo; a fit far above what was
+    learnt (the user speaking over the very start of the playback) is capped to it.
 
     Limits: it sees levels, not spectra. A user speaking much more quietly than the echo is masked
     by it (no barge-in until the bot pauses); a user whose speech happens to follow the bot's
@@ -370,6 +393,7 @@ class EchoGuard:
         self._played_end_s: float | None = None
         self._heard_end_s: float | None = None
         self._heard_rest = np.zeros(0, dtype=np.int16)
+        self._gain_db: float | None = None  # the echo path's gain, learnt from clear echo
 
     def played(self, pcm: npt.NDArray[np.int16], sample_rate: int, at: float | None = None) -> None:
         """Bot audio that starts playing at `at` (default: right after the previous chunk)."""
@@ -412,19 +436,19 @@ class EchoGuard:
         played audio (best lag, fitted gain), mean dB over its hops; 0 when nothing is played."""
         return self._match(now)[1]
 
-    def _match(self, now: float) -> tuple[float, float]:
+    def _match(self, now: float) -> tuple[float, float, float]:
         end = math.floor(now / self._hop_s + 1e-6)
         w, lags = self._window, self._max_lag
         heard = self._heard.get(end - w, w)
         if heard.std() < _MIN_SPREAD_DB:
-            return -1.0, 0.0
+            return -1.0, 0.0, 0.0
         played = self._played.get(end - w - lags, w + lags)
         # Every lag's window of the played envelope at once: row i is a lag of (lags - i) hops.
         views = np.lib.stride_tricks.sliding_window_view(played, w)
         spread = views.std(axis=1)
         usable = np.flatnonzero(spread >= _MIN_SPREAD_DB)
         if usable.size == 0:
-            return -1.0, 0.0
+            return -1.0, 0.0, 0.0
         h = (heard - heard.mean()) / heard.std()
         p = views[usable] - views[usable].mean(axis=1, keepdims=True)
         r = (p @ h) / (w * spread[usable])
@@ -434,14 +458,22 @@ class EchoGuard:
         # user speaking in part of the window does not move it much.
         loud = echo > _FLOOR_DB + 10.0
         gain = float(np.median(heard[loud] - echo[loud])) if loud.any() else 0.0
+        # The echo path does not get louder within a session: once its gain is known from clear
+        # echo, a fit far above it means the user is speaking over the start of the playback
+        # (their voice, not the echo, set the fit), so the known gain is used.
+        if self._gain_db is not None:
+            gain = min(gain, self._gain_db + _GAIN_SLACK_DB)
         # Nothing is predicted below the room's own noise (the input's quietest tenth).
         floor = float(np.percentile(heard, 10))
         recent = self._recent
         excess = heard[-recent:] - np.maximum(echo[-recent:] + gain, floor)
-        return float(r[best]), float(np.maximum(excess, 0.0).mean())
+        return float(r[best]), float(np.maximum(excess, 0.0).mean()), gain
 
     def is_echo(self, now: float) -> bool:
         """The input follows the played audio (correlation) and holds nothing louder than its
         echo (excess): what the microphone hears now is the bot."""
-        r, excess = self._match(now)
-        return r >= self.settings.echo_correlation and excess < self.settings.echo_excess_db
+        r, excess, gain = self._match(now)
+        echo = r >= self.settings.echo_correlation and excess < self.settings.echo_excess_db
+        if echo and r >= _CLEAR_ECHO_R and excess < _CLEAR_ECHO_EXCESS_DB:  # clear echo: learn its gain
+            self._gain_db = gain if self._gain_db is None else 0.9 * self._gain_db + 0.1 * gain
+        return echo

@@ -20,13 +20,23 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.endpointing import EchoGuard, EndpointingSettings, TurnDetector, TurnEvent
+from orchestrator.endpointing import (
+    BargeIn,
+    EchoGuard,
+    EndpointingSettings,
+    SpeechStarted,
+    TurnDetector,
+    TurnEvent,
+)
 from orchestrator.pipeline import Sink
 from orchestrator.protocol import INPUT_SAMPLE_RATE, INPUT_SAMPLE_WIDTH, AudioClear, AudioHeader, ServerEvent
-from orchestrator.vad import VadModel, VadStream, shared_model
+from orchestrator.vad import WINDOW_S, VadModel, VadStream, shared_model
 
-PREROLL_S = 1.0  # input kept from before a turn starts (≥ min_speech_s plus a margin)
+PREROLL_S = 2.0  # input kept from before a turn starts (≥ BARGE_IN_LOOKBACK_S plus the decision)
 PREROLL_PAD_S = 0.2  # audio given to the ASR from before the speech began: soft onsets
+# Over the bot's audio, the user's first words may be taken for echo until their voice stands
+# out; the ASR gets up to this much of the speech that came before the barge-in's own start.
+BARGE_IN_LOOKBACK_S = 1.0
 _BYTES_PER_S = INPUT_SAMPLE_RATE * INPUT_SAMPLE_WIDTH
 
 
@@ -44,6 +54,7 @@ class Listener:
         self._playing_until = -math.inf  # when the audio sent so far ends playing (input clock)
         self.playing_turn: int | None = None  # the turn whose audio the client plays (or last played)
         self.level_db = -100.0  # the latest window's level (dBFS)
+        self._voiced_since: float | None = None  # start of the current run of VAD speech, echo or not
 
     @property
     def now(self) -> float:
@@ -74,11 +85,24 @@ class Listener:
         for window in self._vad.feed(pcm):
             self._now = window.end_s
             self.level_db = window.level_db
+            if window.probability >= self.settings.speech_threshold:
+                if self._voiced_since is None:
+                    self._voiced_since = window.end_s - WINDOW_S
+            elif window.probability < self.settings.silence_threshold:
+                self._voiced_since = None
             playing = self._now < self._playing_until
             self._detector.bot_speaking = playing or answering
             echo = playing and self._echo.is_echo(self._now)
             events += self._detector.push(window.probability, echo=echo)
         return events
+
+    def turn_audio(self, event: SpeechStarted | BargeIn) -> bytes:
+        """The audio a new turn starts with: from just before its speech began; for a barge-in,
+        from where the voice began even if that part was taken for echo (up to the lookback)."""
+        start = event.speech_start
+        if isinstance(event, BargeIn) and self._voiced_since is not None:
+            start = min(start, max(self._voiced_since, start - BARGE_IN_LOOKBACK_S))
+        return self.kept_since(start - PREROLL_PAD_S)
 
     def kept_since(self, start_s: float) -> bytes:
         """The input from `start_s` (input clock) to now, as far back as it is kept."""

@@ -39,7 +39,7 @@ from orchestrator.endpointing import (
     is_backchannel,
 )
 from orchestrator.errors import StageTimeout, VoicebotError
-from orchestrator.handsfree import PREROLL_PAD_S, Listener, PlaybackTap
+from orchestrator.handsfree import Listener, PlaybackTap
 from orchestrator.history import Outcome, SessionHistory, TurnRecord
 from orchestrator.inference import Models
 from orchestrator.metrics import Metrics
@@ -520,7 +520,7 @@ class VoiceSession:
         self._listen(turn)
         await self.sink.send_event(TurnStarted(turn=turn.number, trigger="speech"))
         assert turn.asr is not None
-        audio = listener.kept_since(event.speech_start - PREROLL_PAD_S)
+        audio = listener.turn_audio(event)
         turn.audio_bytes = len(audio)
         turn.asr.feed(audio)
 

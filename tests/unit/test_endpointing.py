@@ -296,3 +296,35 @@ def test_the_guard_needs_a_start_time_and_sees_nothing_in_silence() -> None:
     guard.heard(np.zeros(RATE, np.int16), at=0.0)
     assert guard.correlation(1.0) == -1.0
     assert not guard.is_echo(1.0)
+
+
+@needs_espeak
+def test_speech_that_starts_with_the_playback_barges_in_once_the_echo_gain_is_known() -> None:
+    # The first answer plays and echoes back alone (the guard learns the echo path's gain); the
+    # user then speaks right as the second answer starts playing. Fitted on that window alone,
+    # the "echo" would be the user's own voice; capped by the learnt gain, it is not.
+    first = _pcm("The gateway listens on port eight thousand and eighty, behind the ingress.")
+    second = _pcm("Each replica keeps its own limits and its own sessions.")
+    user = _pcm("Stop, I meant the other question about the chart.", voice="en-us+f3")
+    gap = RATE // 2
+    start2 = first.size + gap
+    bot = np.concatenate([first, np.zeros(gap), second])
+    mic = _mic(bot, delay_s=0.12, gain_db=-14.0)[: bot.size].astype(np.float64)
+    m = min(user.size, mic.size - start2)
+    mic[start2 : start2 + m] += user[:m]
+    mic_pcm = np.clip(mic, -32768, 32767).astype(np.int16)
+
+    clock, guard, vad = FakeClock(), EchoGuard(), VadStream()
+    det = TurnDetector(clock=clock)
+    guard.played(first.astype(np.int16), RATE, at=0.0)
+    guard.played(second.astype(np.int16), RATE, at=start2 / RATE)
+    det.bot_speaking = True
+    events: list[TurnEvent] = []
+    for i in range(0, mic_pcm.size, FRAME):
+        guard.heard(mic_pcm[i : i + FRAME], at=i / RATE)
+        for window in vad.feed(mic_pcm[i : i + FRAME]):
+            clock.t = window.end_s
+            events += det.push(window.probability, echo=guard.is_echo(window.end_s))
+    barge_ins = [e for e in events if isinstance(e, BargeIn)]
+    assert barge_ins
+    assert start2 / RATE <= barge_ins[0].at <= start2 / RATE + 1.0
