@@ -160,6 +160,8 @@ function onServerEvent(state: Conversation, event: ServerEvent): Conversation {
           isOpen(t) ? { ...t, status: "lost", note: "The connection dropped before this turn finished." } : t,
         ),
       };
+    case "session.updated":
+      return state;
     case "turn.started": {
       if (state.turns.some((t) => t.n === event.turn && t.epoch === state.epoch)) return state;
       // Whatever was still open was interrupted by this turn (barge-in).

@@ -17,14 +17,14 @@ function run(actions: Array<ConversationAction | ServerEvent>, from: Conversatio
   );
 }
 
-const ready: ServerEvent = { type: "session.ready", session_id: "s1", protocol: 1, input_sample_rate: 16000 };
+const ready: Extract<ServerEvent, { type: "session.ready" }> = { type: "session.ready", session_id: "s1", protocol: 1, input_sample_rate: 16000, mode: "push_to_talk" };
 
 describe("conversation", () => {
   it("follows a spoken turn from partial transcript to a cited answer", () => {
     const state = run([
       ready,
       { type: "local.voice" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "transcript.partial", turn: 1, text: "Where does" },
       { type: "local.released" },
       { type: "transcript.final", turn: 1, text: "Where does the stack keep logs?" },
@@ -55,7 +55,7 @@ describe("conversation", () => {
     const cited = run([
       ready,
       { type: "local.text", text: "Where are the logs?" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "sources", turn: 1, available: true, sources },
       { type: "answer.done", turn: 1, text: "In .voicebot/logs [2].", citations: [2], declined: false },
     ]).turns[0];
@@ -63,7 +63,7 @@ describe("conversation", () => {
     const declined = run([
       ready,
       { type: "local.text", text: "What is the capital of France?" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "sources", turn: 1, available: true, sources },
       {
         type: "answer.done",
@@ -78,7 +78,7 @@ describe("conversation", () => {
   });
 
   it("shows a typed question at once", () => {
-    const state = run([ready, { type: "local.text", text: "What is it?" }, { type: "turn.started", turn: 1 }]);
+    const state = run([ready, { type: "local.text", text: "What is it?" }, { type: "turn.started", turn: 1, trigger: "client" }]);
     expect(state.turns[0]).toMatchObject({ kind: "text", question: "What is it?", questionFinal: true, status: "thinking" });
   });
 
@@ -86,12 +86,12 @@ describe("conversation", () => {
     const state = run([
       ready,
       { type: "local.text", text: "Tell me everything" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "answer.delta", turn: 1, text: "Well" },
       { type: "local.voice" },
       { type: "audio.clear", turn: 1 },
       { type: "turn.done", turn: 1, outcome: "cancelled", timings: {} },
-      { type: "turn.started", turn: 2 },
+      { type: "turn.started", turn: 2, trigger: "client" },
       { type: "answer.delta", turn: 1, text: " more" },
     ]);
     expect(state.turns.map((t) => [t.n, t.status])).toEqual([
@@ -102,7 +102,7 @@ describe("conversation", () => {
   });
 
   it("keeps a too-short press as a cancelled turn with a note", () => {
-    const state = run([ready, { type: "local.voice" }, { type: "turn.started", turn: 1 }, { type: "local.cancelled", note: "Too short" }]);
+    const state = run([ready, { type: "local.voice" }, { type: "turn.started", turn: 1, trigger: "client" }, { type: "local.cancelled", note: "Too short" }]);
     expect(state.turns[0]).toMatchObject({ status: "cancelled", note: "Too short" });
   });
 
@@ -110,7 +110,7 @@ describe("conversation", () => {
     const state = run([
       ready,
       { type: "local.text", text: "q" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "error", code: "timeout", message: "llm took too long", turn: 1, fatal: false },
       { type: "turn.done", turn: 1, outcome: "error", timings: {} },
       { type: "error", code: "rate_limited", message: "slow down", turn: null, fatal: false },
@@ -124,11 +124,11 @@ describe("conversation", () => {
     const state = run([
       ready,
       { type: "local.text", text: "first" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "local.lost" },
       ready,
       { type: "local.text", text: "second" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "answer.delta", turn: 1, text: "new" },
     ]);
     expect(state.turns.map((t) => [t.question, t.status, t.answer])).toEqual([
@@ -182,7 +182,7 @@ describe("restoring a reloaded tab's conversation", () => {
       { ...ready, resumed: true, turns: 1 },
       { type: "local.restore", turns: stored },
       { type: "local.text", text: "And stop it?" },
-      { type: "turn.started", turn: 2 },
+      { type: "turn.started", turn: 2, trigger: "client" },
       { type: "answer.delta", turn: 1, text: "late" }, // not for the restored turn
     ]);
     expect(state.turns.map((t) => [t.n, t.status, t.answer])).toEqual([
@@ -193,7 +193,7 @@ describe("restoring a reloaded tab's conversation", () => {
   });
 
   it("never replaces a conversation the page already shows", () => {
-    const state = run([ready, { type: "local.text", text: "q" }, { type: "turn.started", turn: 1 }, { type: "local.restore", turns: stored }]);
+    const state = run([ready, { type: "local.text", text: "q" }, { type: "turn.started", turn: 1, trigger: "client" }, { type: "local.restore", turns: stored }]);
     expect(state.turns.map((t) => t.question)).toEqual(["q"]);
   });
 });
@@ -203,7 +203,7 @@ describe("a server that is shutting down", () => {
     const state = run([
       ready,
       { type: "local.text", text: "q" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "turn.done", turn: 1, outcome: "ok", timings: {} },
       { type: "local.voice" },
       { type: "error", code: "shutting_down", message: "the server is restarting", turn: 1, fatal: false },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { encodeAudioFrame, type ServerEvent } from "@/lib/protocol";
+import { encodeAudioFrame, type ServerEvent, type SessionMode } from "@/lib/protocol";
 import { backoffDelay, VoiceClient, voiceSocketProtocols, voiceSocketUrl, type ConnectionInfo, type SocketLike } from "@/lib/voice-client";
 
 class FakeSocket implements SocketLike {
@@ -83,7 +83,7 @@ function harness(fetchResult: () => Promise<Response>, sessionId: string | null 
 
 const token = () => Promise.resolve(new Response(JSON.stringify({ session_id: "s1", token: "t0k", expires_at: 1 }), { status: 200 }));
 const flush = () => new Promise((r) => setTimeout(r, 0));
-const ready = (id: string) => JSON.stringify({ type: "session.ready", session_id: id, protocol: 1, input_sample_rate: 16000 });
+const ready = (id: string, mode: SessionMode = "push_to_talk") => JSON.stringify({ type: "session.ready", session_id: id, protocol: 1, input_sample_rate: 16000, mode });
 
 describe("backoffDelay", () => {
   it("doubles from half a second up to ten, with jitter", () => {
