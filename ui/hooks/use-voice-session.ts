@@ -63,7 +63,7 @@ export function useVoiceSession() {
 
   useEffect(() => {
     const player = new AudioPlayer(() => (outputRef.current ??= new AudioContext({ latencyHint: "interactive" })), setPlayback);
-    const capture = new MicCapture(config.workletUrl, (audio) => setSent({ ...audio, frames: framesRef.current }));
+    const capture = new MicCapture(config.workletUrl, { onProgress: (audio) => setSent({ ...audio, frames: framesRef.current }) });
     let restored = false; // the first session.ready of this page has been handled
     const client = new VoiceClient({
       baseUrl: config.gatewayUrl,
