@@ -213,3 +213,92 @@ describe("a server that is shutting down", () => {
     expect(state.pending).toBeNull();
   });
 });
+
+describe("hands-free turns", () => {
+  const handsFree: ServerEvent = { ...ready, mode: "hands_free" };
+
+  it("creates a voice turn when the gateway hears speech, and follows it to the answer", () => {
+    const state = run([
+      handsFree,
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "transcript.partial", turn: 1, text: "Where are" },
+      { type: "transcript.final", turn: 1, text: "Where are the logs?" },
+      { type: "answer.delta", turn: 1, text: "In .voicebot/logs." },
+      { type: "answer.done", turn: 1, text: "In .voicebot/logs.", citations: [] },
+      { type: "turn.done", turn: 1, outcome: "ok", timings: { total: 2000 } },
+    ]);
+    expect(state.turns).toHaveLength(1);
+    expect(state.turns[0]).toMatchObject({ n: 1, kind: "voice", question: "Where are the logs?", questionFinal: true, status: "done" });
+  });
+
+  it("shows the speech turn as heard until the final transcript", () => {
+    const heard = run([handsFree, { type: "turn.started", turn: 1, trigger: "speech" }, { type: "transcript.partial", turn: 1, text: "How do" }]);
+    expect(heard.turns[0]).toMatchObject({ status: "recording", question: "How do", questionFinal: false });
+    const final = conversationReducer(heard, { type: "server", event: { type: "transcript.final", turn: 1, text: "How do I stop it?" } });
+    expect(final.turns[0]).toMatchObject({ status: "thinking", questionFinal: true });
+  });
+
+  it("removes a turn that held no question, and keeps the others", () => {
+    const state = run([
+      handsFree,
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "transcript.final", turn: 1, text: "What is it?" },
+      { type: "turn.done", turn: 1, outcome: "ok", timings: {} },
+      { type: "turn.started", turn: 2, trigger: "speech" },
+      { type: "transcript.partial", turn: 2, text: "Mm-hmm" },
+      { type: "turn.done", turn: 2, outcome: "ignored", timings: {} },
+    ]);
+    expect(state.turns.map((t) => [t.n, t.status])).toEqual([[1, "done"]]);
+    // a late event for the removed turn brings nothing back
+    const late = conversationReducer(state, { type: "server", event: { type: "transcript.partial", turn: 2, text: "Mm" } });
+    expect(late.turns).toHaveLength(1);
+  });
+
+  it("leaves a typed question waiting for its own number when speech starts a turn first", () => {
+    const state = run([
+      handsFree,
+      { type: "local.text", text: "Typed?" },
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "turn.started", turn: 2, trigger: "client" },
+    ]);
+    expect(state.turns.map((t) => [t.n, t.kind, t.question])).toEqual([
+      [1, "voice", ""],
+      [2, "text", "Typed?"],
+    ]);
+    expect(state.pending).toBeNull();
+  });
+
+  it("barge-in by voice over an answer still streaming: cancelled, its text kept, the new turn heard", () => {
+    const state = run([
+      handsFree,
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "transcript.final", turn: 1, text: "Tell me everything" },
+      { type: "answer.delta", turn: 1, text: "Well," },
+      { type: "audio.clear", turn: 1 },
+      { type: "turn.done", turn: 1, outcome: "cancelled", timings: {} },
+      { type: "turn.started", turn: 2, trigger: "speech" },
+      { type: "answer.delta", turn: 1, text: " more" }, // late: dropped
+      { type: "transcript.partial", turn: 2, text: "Stop" },
+    ]);
+    expect(state.turns.map((t) => [t.n, t.status, t.answer, t.question])).toEqual([
+      [1, "cancelled", "Well,", "Tell me everything"],
+      [2, "recording", "", "Stop"],
+    ]);
+  });
+
+  it("barge-in by voice over an answer already done: only its audio stops, the answer stays", () => {
+    const done = run([
+      handsFree,
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "transcript.final", turn: 1, text: "Where are the logs?" },
+      { type: "answer.done", turn: 1, text: "In .voicebot/logs.", citations: [] },
+      { type: "turn.done", turn: 1, outcome: "ok", timings: { total: 900 } },
+    ]);
+    const state = run([{ type: "audio.clear", turn: 1 }, { type: "turn.started", turn: 2, trigger: "speech" }], done);
+    expect(state.turns[0]).toEqual(done.turns[0]);
+    expect(state.turns[1]).toMatchObject({ n: 2, status: "recording" });
+    // ... and when the new turn was only a cough, the conversation is as it was
+    const after = conversationReducer(state, { type: "server", event: { type: "turn.done", turn: 2, outcome: "ignored", timings: {} } });
+    expect(after.turns).toEqual(done.turns);
+  });
+});
