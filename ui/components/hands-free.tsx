@@ -6,10 +6,10 @@ import type { VoiceSession } from "@/hooks/use-voice-session";
 import type { HandsFreeState } from "@/lib/handsfree";
 
 const LABEL: Record<Exclude<HandsFreeState, "off">, string> = {
-  listening: "Listening… just ask",
+  listening: "Listening…",
   hearing: "Hearing you…",
   thinking: "Thinking…",
-  speaking: "Speaking… talk to interrupt",
+  speaking: "Speaking…",
   muted: "Muted",
 };
 
@@ -89,7 +89,7 @@ export function HandsFree({ session }: { session: VoiceSession }) {
         </button>
       </div>
       <p id="hf-help" className="hint hf-help">
-        {muted ? "Muted: Voicebot hears silence until you unmute." : "Just speak; a pause sends the question. Talk over an answer to interrupt it."}
+        Just speak; a pause sends the question. Talk over an answer to interrupt it.
       </p>
     </div>
   );
