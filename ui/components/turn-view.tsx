@@ -1,6 +1,6 @@
 "use client";
 
-import { useId } from "react";
+import { memo, useId } from "react";
 
 import { formatMs, splitCitations, timingEntries, type Turn } from "@/lib/conversation";
 import type { Source } from "@/lib/protocol";
@@ -15,8 +15,9 @@ const STATUS_TEXT: Record<Turn["status"], string> = {
   lost: "Connection lost",
 };
 
-/** One question and its answer, sources and timings. */
-export function TurnView({ turn, speaking }: { turn: Turn; speaking: boolean }) {
+/** One question and its answer, sources and timings. Memoised: the dock re-renders the page
+ * about ten times a second in hands-free (the level meter), and a turn changes far less often. */
+export const TurnView = memo(function TurnView({ turn, speaking }: { turn: Turn; speaking: boolean }) {
   const id = useId();
   const open = turn.status === "recording" || turn.status === "thinking" || turn.status === "answering";
   return (
@@ -65,7 +66,7 @@ export function TurnView({ turn, speaking }: { turn: Turn; speaking: boolean }) 
       </div>
     </article>
   );
-}
+});
 
 function AnswerText({ text, sources, turnId }: { text: string; sources: Source[] | null; turnId: string }) {
   return (

@@ -5,6 +5,8 @@ import { useId, useLayoutEffect, useRef, useState } from "react";
 import { ApiKeySettings } from "@/components/api-key-settings";
 import { AppHeader } from "@/components/app-header";
 import { ConnectionProblem, ConnectionStatus } from "@/components/connection-status";
+import { HandsFree } from "@/components/hands-free";
+import { ModeSwitch } from "@/components/mode-switch";
 import { PushToTalk } from "@/components/push-to-talk";
 import { TurnView } from "@/components/turn-view";
 import { useVoiceSession } from "@/hooks/use-voice-session";
@@ -14,7 +16,8 @@ const EXAMPLES = ["How do I start the local stack?", "Where does the local stack
 
 export function VoiceApp() {
   const session = useVoiceSession();
-  const { conversation, connection, playback, mic, busy, recording } = session;
+  const { conversation, connection, playback, mic, busy, recording, mode } = session;
+  const handsFree = mode === "hands_free";
   const scroller = useRef<HTMLElement>(null);
   const pinned = useRef(true);
 
@@ -54,7 +57,9 @@ export function VoiceApp() {
         <h1 className="sr-only">Ask Voicebot about your documents</h1>
         {conversation.turns.length === 0 ? (
           <div className="empty">
-            <p className="empty-lead">Hold the button and ask a question about your documents.</p>
+            <p className="empty-lead">
+              {handsFree ? "Just speak: ask a question about your documents." : "Hold the button and ask a question about your documents."}
+            </p>
             <ul className="examples" aria-label="Example questions">
               {EXAMPLES.map((q) => (
                 <li key={q}>“{q}”</li>
@@ -76,8 +81,9 @@ export function VoiceApp() {
             {mic.message}
           </div>
         ) : null}
+        <ModeSwitch mode={mode} serverMode={session.serverMode} disabled={session.phase !== "idle"} onChange={session.setMode} />
         <div className="dock-row">
-          <PushToTalk session={session} />
+          {handsFree ? <HandsFree session={session} /> : <PushToTalk session={session} />}
           <button
             type="button"
             className="stop"

@@ -1,7 +1,10 @@
 /**
- * The microphone: permission, an AudioWorklet tapping the stream, and per-turn encoding into
- * protocol frames (CaptureEncoder). The stream stays open after the first press so the start
- * of the next question is not clipped; it is released when the page is hidden or closed.
+ * The microphone: permission, an AudioWorklet tapping the stream, and encoding into protocol
+ * frames (CaptureStream). Push-to-talk sends one stream per turn (`begin` … `end`); hands-free
+ * sends one stream until the mode changes (`begin` … `abort`). Muting keeps the stream going
+ * with silence, so the gateway sees the speech end. The microphone stays open after the first
+ * press so the start of the next question is not clipped; it is released when the page is
+ * hidden or closed.
  */
 
 import { CaptureEncoder } from "./audio-framing";
@@ -61,25 +64,143 @@ export interface TurnAudio {
   rms: number;
 }
 
-type Listener = (audio: TurnAudio) => void;
+/** The microphone's level, for a meter: what is being sent (silence while muted). */
+export interface MicLevel {
+  /** RMS of the loudest frame since the last update, in dB below full scale (−Infinity: silence). */
+  dbfs: number;
+  /** The same on a 0..1 scale: LEVEL_FLOOR_DBFS and below are 0, full scale is 1. */
+  level: number;
+}
+
+/** Levels at or below this show as an empty meter (room noise with noise suppression on). */
+export const LEVEL_FLOOR_DBFS = -60;
+/** The meter is updated at most this often (a frame is 100 ms, so about 10 a second). */
+export const LEVEL_INTERVAL_MS = 100;
+
+/** RMS level of one PCM16 little-endian frame, in dBFS; −Infinity for digital silence. */
+export function frameDbfs(frame: ArrayBuffer): number {
+  const count = Math.floor(frame.byteLength / 2);
+  if (count === 0) return -Infinity;
+  const view = new DataView(frame);
+  let sum = 0;
+  for (let i = 0; i < count; i++) {
+    const s = view.getInt16(2 * i, true);
+    sum += s * s;
+  }
+  const rms = Math.sqrt(sum / count);
+  return rms > 0 ? 20 * Math.log10(rms / 32768) : -Infinity;
+}
+
+/** dBFS → 0..1 for a meter, linear in dB between the floor and full scale. */
+export function meterLevel(dbfs: number): number {
+  if (!(dbfs > LEVEL_FLOOR_DBFS)) return 0;
+  return Math.min(1, (dbfs - LEVEL_FLOOR_DBFS) / -LEVEL_FLOOR_DBFS);
+}
+
+/**
+ * One stream of worklet samples → protocol frames, with what the page shows of it: silenced
+ * while muted (frames keep coming, all zeros), and a level per frame, throttled to one update
+ * per `intervalMs` holding the loudest frame in between. Pure: unit-tested without a browser.
+ */
+export class CaptureStream {
+  muted = false;
+  private readonly encoder: CaptureEncoder;
+  private peak = -Infinity;
+  private lastLevelAt = -Infinity;
+
+  constructor(
+    inputRate: number,
+    private readonly send: (frame: ArrayBuffer) => void,
+    private readonly onLevel: (level: MicLevel) => void = () => {},
+    private readonly now: () => number = () => performance.now(),
+    private readonly intervalMs: number = LEVEL_INTERVAL_MS,
+  ) {
+    this.encoder = new CaptureEncoder(inputRate);
+  }
+
+  /** Frames sent for these samples (0 while the framer fills up). */
+  push(samples: Float32Array): number {
+    const frames = this.encoder.push(this.muted ? new Float32Array(samples.length) : samples);
+    for (const frame of frames) {
+      this.send(frame);
+      this.peak = Math.max(this.peak, frameDbfs(frame));
+    }
+    if (frames.length) this.reportLevel();
+    return frames.length;
+  }
+
+  /** The end of a push-to-talk turn: the resampler's tail and the last short frame. */
+  flush(): number {
+    const frames = this.encoder.flush();
+    for (const frame of frames) this.send(frame);
+    return frames.length;
+  }
+
+  /** Milliseconds of 16 kHz audio produced so far. */
+  get durationMs(): number {
+    return this.encoder.durationMs;
+  }
+
+  /** RMS level of everything produced, in PCM16 units. */
+  get rms(): number {
+    return this.encoder.rms;
+  }
+
+  private reportLevel(): void {
+    const now = this.now();
+    if (now - this.lastLevelAt < this.intervalMs) return;
+    this.lastLevelAt = now;
+    const dbfs = this.peak;
+    this.peak = -Infinity;
+    this.onLevel({ dbfs, level: meterLevel(dbfs) });
+  }
+}
+
+export interface MicCaptureListeners {
+  /** Once per frame sent (≤ 10 a second) and at the end of a turn. */
+  onProgress?: (audio: TurnAudio) => void;
+  /** The level of what is sent, at most every LEVEL_INTERVAL_MS. */
+  onLevel?: (level: MicLevel) => void;
+  /** The microphone went away by itself (unplugged, or revoked in the browser). */
+  onLost?: () => void;
+}
 
 export class MicCapture {
   private stream: MediaStream | null = null;
   private context: AudioContext | null = null;
   private node: AudioWorkletNode | null = null;
   private opening: Promise<void> | null = null;
-  private encoder: CaptureEncoder | null = null;
-  private onFrame: ((frame: ArrayBuffer) => void) | null = null;
+  private current: CaptureStream | null = null;
   private stopWaiters = new Map<number, () => void>();
   private nextStopId = 1;
+  private mute = false;
 
   constructor(
     private readonly workletUrl: string,
-    private readonly onProgress: Listener = () => {},
+    private readonly listeners: MicCaptureListeners = {},
   ) {}
 
   get open(): boolean {
     return this.node !== null;
+  }
+
+  /** Audio is being sent (between `begin` and `end`/`abort`). */
+  get streaming(): boolean {
+    return this.current !== null;
+  }
+
+  get muted(): boolean {
+    return this.mute;
+  }
+
+  /**
+   * Muted: the track is disabled (the browser delivers silence) and the samples are zeroed
+   * here as well, so what is sent is silence whatever the browser does; the stream goes on.
+   */
+  setMuted(muted: boolean): void {
+    this.mute = muted;
+    this.stream?.getAudioTracks().forEach((track) => (track.enabled = !muted));
+    if (this.current) this.current.muted = muted;
   }
 
   /** Ask for the microphone (once) and set up the worklet. Throws MicError. */
@@ -119,26 +240,31 @@ export class MicCapture {
       this.stream = stream;
       this.context = context;
       this.node = node;
-      stream.getAudioTracks()[0]?.addEventListener("ended", () => this.release());
+      stream.getAudioTracks().forEach((track) => (track.enabled = !this.mute));
+      stream.getAudioTracks()[0]?.addEventListener("ended", () => {
+        this.release();
+        this.listeners.onLost?.();
+      });
     } catch (e) {
       stream.getTracks().forEach((t) => t.stop());
       throw new MicError("failed", `${describeMicProblem("failed")} (${e instanceof Error ? e.message : String(e)})`);
     }
   }
 
-  /** Start sending this turn's audio, framed, to `onFrame`. */
+  /** Start sending audio, framed, to `onFrame`: until `end` (a turn) or `abort` (hands-free). */
   begin(onFrame: (frame: ArrayBuffer) => void): void {
     if (!this.node || !this.context) throw new MicError("failed", describeMicProblem("failed"));
-    this.encoder = new CaptureEncoder(this.context.sampleRate);
-    this.onFrame = onFrame;
+    const stream = new CaptureStream(this.context.sampleRate, onFrame, this.listeners.onLevel);
+    stream.muted = this.mute;
+    this.current = stream;
     this.node.port.postMessage({ type: "start" });
-    this.onProgress({ durationMs: 0, rms: 0 });
+    this.listeners.onProgress?.({ durationMs: 0, rms: 0 });
   }
 
   /** Stop recording; the audio still in the worklet is sent before this resolves. */
   async end(): Promise<TurnAudio> {
-    const encoder = this.encoder;
-    if (!encoder || !this.node) return { durationMs: 0, rms: 0 };
+    const stream = this.current;
+    if (!stream || !this.node) return { durationMs: 0, rms: 0 };
     const id = this.nextStopId++;
     const stopped = new Promise<void>((resolve) => {
       this.stopWaiters.set(id, resolve);
@@ -147,18 +273,17 @@ export class MicCapture {
     this.node.port.postMessage({ type: "stop", id });
     await stopped;
     this.stopWaiters.delete(id);
-    for (const frame of encoder.flush()) this.onFrame?.(frame);
-    const result = { durationMs: encoder.durationMs, rms: encoder.rms };
-    this.onProgress(result);
-    this.encoder = null;
-    this.onFrame = null;
+    if (this.current !== stream) return { durationMs: stream.durationMs, rms: stream.rms }; // aborted meanwhile
+    stream.flush();
+    const result = { durationMs: stream.durationMs, rms: stream.rms };
+    this.listeners.onProgress?.(result);
+    this.current = null;
     return result;
   }
 
   /** Stop recording and throw the rest away. */
   abort(): void {
-    this.encoder = null;
-    this.onFrame = null;
+    this.current = null;
     this.node?.port.postMessage({ type: "stop", id: 0 });
   }
 
@@ -174,11 +299,10 @@ export class MicCapture {
 
   private onWorkletMessage(message: WorkletMessage): void {
     if (message.type === "audio") {
-      if (!this.encoder) return;
-      const frames = this.encoder.push(message.samples);
-      for (const frame of frames) this.onFrame?.(frame);
+      const stream = this.current;
+      if (!stream) return;
       // Once per frame sent (≤ 10 a second), not per worklet batch.
-      if (frames.length) this.onProgress({ durationMs: this.encoder.durationMs, rms: this.encoder.rms });
+      if (stream.push(message.samples)) this.listeners.onProgress?.({ durationMs: stream.durationMs, rms: stream.rms });
     } else if (message.type === "stopped") {
       this.stopWaiters.get(message.id)?.();
     }

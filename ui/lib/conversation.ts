@@ -1,13 +1,16 @@
 /**
  * The conversation as the page shows it, built from server events and the page's own actions
- * by one pure reducer (unit-tested; the React hook only dispatches).
+ * by one pure reducer (unit-tested; the React hook only dispatches). Push-to-talk and typed
+ * turns are asked for by the page (`pending`) and numbered by `turn.started`; hands-free turns
+ * are started by the gateway (`turn.started` with `trigger: "speech"`), and one that holds no
+ * question (`turn.done` `ignored`) leaves the conversation again.
  */
 
 import type { StoredTurn } from "./api";
 import { describeError, type ServerEvent, type Source, type Timings } from "./protocol";
 
 export type TurnStatus =
-  | "recording" // the button is held
+  | "recording" // the button is held, or (hands-free) the gateway hears speech
   | "thinking" // released or typed: transcribing, searching, waiting for the first token
   | "answering" // answer text is streaming
   | "done"
@@ -160,8 +163,16 @@ function onServerEvent(state: Conversation, event: ServerEvent): Conversation {
           isOpen(t) ? { ...t, status: "lost", note: "The connection dropped before this turn finished." } : t,
         ),
       };
+    case "session.updated":
+      return state;
     case "turn.started": {
       if (state.turns.some((t) => t.n === event.turn && t.epoch === state.epoch)) return state;
+      if (event.trigger === "speech") {
+        // Hands-free: the gateway heard speech. What the page asked for (a typed question) is
+        // still waiting for its own turn.started, and a barge-in's interrupted turn gets its
+        // turn.done from the gateway: speech that is only a cough interrupts nothing.
+        return { ...state, turns: [...state.turns, newTurn(state.epoch, event.turn, { kind: "voice" })] };
+      }
       // Whatever was still open was interrupted by this turn (barge-in).
       const turns = state.turns.map((t) => (isOpen(t) ? { ...t, status: "cancelled" as const } : t));
       return { ...state, pending: null, turns: [...turns, newTurn(state.epoch, event.turn, state.pending)] };
@@ -187,8 +198,14 @@ function onServerEvent(state: Conversation, event: ServerEvent): Conversation {
           : {},
       );
     case "audio.clear":
+      // Only the audio stops (the player drops it); the answer's text stays, whether the turn
+      // is still answering (its turn.done says cancelled) or already done.
       return state;
     case "turn.done":
+      if (event.outcome === "ignored") {
+        // A hands-free turn with no question in it (a cough, "mm-hmm"): not part of the conversation.
+        return { ...state, turns: state.turns.filter((t) => !(t.n === event.turn && t.epoch === state.epoch)) };
+      }
       return patchTurn(state, event.turn, (t) => ({
         status: event.outcome === "ok" ? "done" : event.outcome === "cancelled" ? "cancelled" : "error",
         timings: event.outcome === "cancelled" ? t.timings : event.timings,

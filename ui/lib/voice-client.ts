@@ -1,11 +1,18 @@
 /**
  * The protocol client: gets a session token, opens `/v1/voice`, starts (or resumes) the
- * session, hands events and audio to its owner, and reconnects with back-off when the socket
- * drops, resuming with `session.start` and the previous `session_id`.
+ * session in the mode the page wants, hands events and audio to its owner, and reconnects with
+ * back-off when the socket drops, resuming with `session.start` and the previous `session_id`.
  */
 
 import { ApiError, requestSessionToken } from "./api";
-import { parseAudioFrame, parseServerEvent, type AudioChunk, type ClientMessage, type ServerEvent } from "./protocol";
+import {
+  parseAudioFrame,
+  parseServerEvent,
+  type AudioChunk,
+  type ClientMessage,
+  type ServerEvent,
+  type SessionMode,
+} from "./protocol";
 
 export type ConnectionState =
   | "idle" // not started
@@ -43,6 +50,8 @@ export interface VoiceClientOptions {
   baseUrl: string;
   apiKey: () => string | null;
   language?: string;
+  /** How turns are taken (default push_to_talk); `setMode` changes it later. */
+  mode?: SessionMode;
   /** A session to resume on the first connect (e.g. this tab's, before a reload). */
   sessionId?: string | null;
   onEvent: (event: ServerEvent) => void;
@@ -92,9 +101,30 @@ export class VoiceClient {
   private stopped = false;
   private generation = 0; // bumps on every attempt, so callbacks of an old socket are ignored
   private connectedOnce = false;
+  private wanted: SessionMode; // what the page asked for, sent with every session.start
+  private inForce: SessionMode | null = null; // what the server said, on this socket
 
   constructor(private readonly options: VoiceClientOptions) {
     this.info.sessionId = options.sessionId ?? null;
+    this.wanted = options.mode ?? "push_to_talk";
+  }
+
+  /** The mode the page asked for (sent at every connect). */
+  get mode(): SessionMode {
+    return this.wanted;
+  }
+
+  /** The mode the server has confirmed on the open session (`session.ready`, `session.updated`);
+   * null while not connected. Hands-free audio may only be sent once this is `hands_free`. */
+  get serverMode(): SessionMode | null {
+    return this.ready ? this.inForce : null;
+  }
+
+  /** Switch modes: `session.update` now when connected, and at every later connect. */
+  setMode(mode: SessionMode): void {
+    if (mode === this.wanted) return;
+    this.wanted = mode;
+    this.send({ type: "session.update", mode });
   }
 
   get connection(): ConnectionInfo {
@@ -169,7 +199,7 @@ export class VoiceClient {
     socket.onopen = () => {
       if (generation !== this.generation) return;
       opened = true;
-      const start: ClientMessage = { type: "session.start" };
+      const start: ClientMessage = { type: "session.start", mode: this.wanted };
       if (this.info.sessionId) start.session_id = this.info.sessionId;
       if (this.options.language) start.language = this.options.language;
       socket.send(JSON.stringify(start));
@@ -186,9 +216,16 @@ export class VoiceClient {
         if (event.type === "session.ready") {
           ready = true;
           this.connectedOnce = true;
+          this.inForce = event.mode ?? "push_to_talk";
           this.setInfo({ state: "connected", attempt: 0, problem: null, retryAt: null, sessionId: event.session_id });
+        } else if (event.type === "session.updated") {
+          this.inForce = event.mode;
         }
         this.options.onEvent(event);
+        if (event.type === "session.ready" && this.inForce !== this.wanted) {
+          // setMode() was called between session.start and session.ready.
+          this.send({ type: "session.update", mode: this.wanted });
+        }
       } else if (message.data instanceof ArrayBuffer) {
         const chunk = parseAudioFrame(message.data);
         if (chunk) this.options.onAudio(chunk);
@@ -200,6 +237,7 @@ export class VoiceClient {
     socket.onclose = (ev: CloseEvent) => {
       if (generation !== this.generation) return;
       this.socket = null;
+      this.inForce = null;
       if (this.stopped) return;
       if (ev.code === CLOSE_UNAUTHORIZED) {
         this.scheduleRetry("The session token was refused; getting a new one.");
@@ -236,6 +274,7 @@ export class VoiceClient {
 
   private dropSocket(): void {
     this.generation++;
+    this.inForce = null;
     const socket = this.socket;
     this.socket = null;
     if (socket) {

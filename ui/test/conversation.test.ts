@@ -17,14 +17,14 @@ function run(actions: Array<ConversationAction | ServerEvent>, from: Conversatio
   );
 }
 
-const ready: ServerEvent = { type: "session.ready", session_id: "s1", protocol: 1, input_sample_rate: 16000 };
+const ready: Extract<ServerEvent, { type: "session.ready" }> = { type: "session.ready", session_id: "s1", protocol: 1, input_sample_rate: 16000, mode: "push_to_talk" };
 
 describe("conversation", () => {
   it("follows a spoken turn from partial transcript to a cited answer", () => {
     const state = run([
       ready,
       { type: "local.voice" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "transcript.partial", turn: 1, text: "Where does" },
       { type: "local.released" },
       { type: "transcript.final", turn: 1, text: "Where does the stack keep logs?" },
@@ -55,7 +55,7 @@ describe("conversation", () => {
     const cited = run([
       ready,
       { type: "local.text", text: "Where are the logs?" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "sources", turn: 1, available: true, sources },
       { type: "answer.done", turn: 1, text: "In .voicebot/logs [2].", citations: [2], declined: false },
     ]).turns[0];
@@ -63,7 +63,7 @@ describe("conversation", () => {
     const declined = run([
       ready,
       { type: "local.text", text: "What is the capital of France?" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "sources", turn: 1, available: true, sources },
       {
         type: "answer.done",
@@ -78,7 +78,7 @@ describe("conversation", () => {
   });
 
   it("shows a typed question at once", () => {
-    const state = run([ready, { type: "local.text", text: "What is it?" }, { type: "turn.started", turn: 1 }]);
+    const state = run([ready, { type: "local.text", text: "What is it?" }, { type: "turn.started", turn: 1, trigger: "client" }]);
     expect(state.turns[0]).toMatchObject({ kind: "text", question: "What is it?", questionFinal: true, status: "thinking" });
   });
 
@@ -86,12 +86,12 @@ describe("conversation", () => {
     const state = run([
       ready,
       { type: "local.text", text: "Tell me everything" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "answer.delta", turn: 1, text: "Well" },
       { type: "local.voice" },
       { type: "audio.clear", turn: 1 },
       { type: "turn.done", turn: 1, outcome: "cancelled", timings: {} },
-      { type: "turn.started", turn: 2 },
+      { type: "turn.started", turn: 2, trigger: "client" },
       { type: "answer.delta", turn: 1, text: " more" },
     ]);
     expect(state.turns.map((t) => [t.n, t.status])).toEqual([
@@ -102,7 +102,7 @@ describe("conversation", () => {
   });
 
   it("keeps a too-short press as a cancelled turn with a note", () => {
-    const state = run([ready, { type: "local.voice" }, { type: "turn.started", turn: 1 }, { type: "local.cancelled", note: "Too short" }]);
+    const state = run([ready, { type: "local.voice" }, { type: "turn.started", turn: 1, trigger: "client" }, { type: "local.cancelled", note: "Too short" }]);
     expect(state.turns[0]).toMatchObject({ status: "cancelled", note: "Too short" });
   });
 
@@ -110,7 +110,7 @@ describe("conversation", () => {
     const state = run([
       ready,
       { type: "local.text", text: "q" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "error", code: "timeout", message: "llm took too long", turn: 1, fatal: false },
       { type: "turn.done", turn: 1, outcome: "error", timings: {} },
       { type: "error", code: "rate_limited", message: "slow down", turn: null, fatal: false },
@@ -124,11 +124,11 @@ describe("conversation", () => {
     const state = run([
       ready,
       { type: "local.text", text: "first" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "local.lost" },
       ready,
       { type: "local.text", text: "second" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "answer.delta", turn: 1, text: "new" },
     ]);
     expect(state.turns.map((t) => [t.question, t.status, t.answer])).toEqual([
@@ -182,7 +182,7 @@ describe("restoring a reloaded tab's conversation", () => {
       { ...ready, resumed: true, turns: 1 },
       { type: "local.restore", turns: stored },
       { type: "local.text", text: "And stop it?" },
-      { type: "turn.started", turn: 2 },
+      { type: "turn.started", turn: 2, trigger: "client" },
       { type: "answer.delta", turn: 1, text: "late" }, // not for the restored turn
     ]);
     expect(state.turns.map((t) => [t.n, t.status, t.answer])).toEqual([
@@ -193,7 +193,7 @@ describe("restoring a reloaded tab's conversation", () => {
   });
 
   it("never replaces a conversation the page already shows", () => {
-    const state = run([ready, { type: "local.text", text: "q" }, { type: "turn.started", turn: 1 }, { type: "local.restore", turns: stored }]);
+    const state = run([ready, { type: "local.text", text: "q" }, { type: "turn.started", turn: 1, trigger: "client" }, { type: "local.restore", turns: stored }]);
     expect(state.turns.map((t) => t.question)).toEqual(["q"]);
   });
 });
@@ -203,7 +203,7 @@ describe("a server that is shutting down", () => {
     const state = run([
       ready,
       { type: "local.text", text: "q" },
-      { type: "turn.started", turn: 1 },
+      { type: "turn.started", turn: 1, trigger: "client" },
       { type: "turn.done", turn: 1, outcome: "ok", timings: {} },
       { type: "local.voice" },
       { type: "error", code: "shutting_down", message: "the server is restarting", turn: 1, fatal: false },
@@ -211,5 +211,94 @@ describe("a server that is shutting down", () => {
     expect(state.turns[0].error).toBeNull();
     expect(state.error?.code).toBe("shutting_down");
     expect(state.pending).toBeNull();
+  });
+});
+
+describe("hands-free turns", () => {
+  const handsFree: ServerEvent = { ...ready, mode: "hands_free" };
+
+  it("creates a voice turn when the gateway hears speech, and follows it to the answer", () => {
+    const state = run([
+      handsFree,
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "transcript.partial", turn: 1, text: "Where are" },
+      { type: "transcript.final", turn: 1, text: "Where are the logs?" },
+      { type: "answer.delta", turn: 1, text: "In .voicebot/logs." },
+      { type: "answer.done", turn: 1, text: "In .voicebot/logs.", citations: [] },
+      { type: "turn.done", turn: 1, outcome: "ok", timings: { total: 2000 } },
+    ]);
+    expect(state.turns).toHaveLength(1);
+    expect(state.turns[0]).toMatchObject({ n: 1, kind: "voice", question: "Where are the logs?", questionFinal: true, status: "done" });
+  });
+
+  it("shows the speech turn as heard until the final transcript", () => {
+    const heard = run([handsFree, { type: "turn.started", turn: 1, trigger: "speech" }, { type: "transcript.partial", turn: 1, text: "How do" }]);
+    expect(heard.turns[0]).toMatchObject({ status: "recording", question: "How do", questionFinal: false });
+    const final = conversationReducer(heard, { type: "server", event: { type: "transcript.final", turn: 1, text: "How do I stop it?" } });
+    expect(final.turns[0]).toMatchObject({ status: "thinking", questionFinal: true });
+  });
+
+  it("removes a turn that held no question, and keeps the others", () => {
+    const state = run([
+      handsFree,
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "transcript.final", turn: 1, text: "What is it?" },
+      { type: "turn.done", turn: 1, outcome: "ok", timings: {} },
+      { type: "turn.started", turn: 2, trigger: "speech" },
+      { type: "transcript.partial", turn: 2, text: "Mm-hmm" },
+      { type: "turn.done", turn: 2, outcome: "ignored", timings: {} },
+    ]);
+    expect(state.turns.map((t) => [t.n, t.status])).toEqual([[1, "done"]]);
+    // a late event for the removed turn brings nothing back
+    const late = conversationReducer(state, { type: "server", event: { type: "transcript.partial", turn: 2, text: "Mm" } });
+    expect(late.turns).toHaveLength(1);
+  });
+
+  it("leaves a typed question waiting for its own number when speech starts a turn first", () => {
+    const state = run([
+      handsFree,
+      { type: "local.text", text: "Typed?" },
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "turn.started", turn: 2, trigger: "client" },
+    ]);
+    expect(state.turns.map((t) => [t.n, t.kind, t.question])).toEqual([
+      [1, "voice", ""],
+      [2, "text", "Typed?"],
+    ]);
+    expect(state.pending).toBeNull();
+  });
+
+  it("barge-in by voice over an answer still streaming: cancelled, its text kept, the new turn heard", () => {
+    const state = run([
+      handsFree,
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "transcript.final", turn: 1, text: "Tell me everything" },
+      { type: "answer.delta", turn: 1, text: "Well," },
+      { type: "audio.clear", turn: 1 },
+      { type: "turn.done", turn: 1, outcome: "cancelled", timings: {} },
+      { type: "turn.started", turn: 2, trigger: "speech" },
+      { type: "answer.delta", turn: 1, text: " more" }, // late: dropped
+      { type: "transcript.partial", turn: 2, text: "Stop" },
+    ]);
+    expect(state.turns.map((t) => [t.n, t.status, t.answer, t.question])).toEqual([
+      [1, "cancelled", "Well,", "Tell me everything"],
+      [2, "recording", "", "Stop"],
+    ]);
+  });
+
+  it("barge-in by voice over an answer already done: only its audio stops, the answer stays", () => {
+    const done = run([
+      handsFree,
+      { type: "turn.started", turn: 1, trigger: "speech" },
+      { type: "transcript.final", turn: 1, text: "Where are the logs?" },
+      { type: "answer.done", turn: 1, text: "In .voicebot/logs.", citations: [] },
+      { type: "turn.done", turn: 1, outcome: "ok", timings: { total: 900 } },
+    ]);
+    const state = run([{ type: "audio.clear", turn: 1 }, { type: "turn.started", turn: 2, trigger: "speech" }], done);
+    expect(state.turns[0]).toEqual(done.turns[0]);
+    expect(state.turns[1]).toMatchObject({ n: 2, status: "recording" });
+    // ... and when the new turn was only a cough, the conversation is as it was
+    const after = conversationReducer(state, { type: "server", event: { type: "turn.done", turn: 2, outcome: "ignored", timings: {} } });
+    expect(after.turns).toEqual(done.turns);
   });
 });

@@ -34,7 +34,7 @@ describe("audio frames from the server", () => {
 
 describe("server events", () => {
   it("parses known events and ignores the rest", () => {
-    expect(parseServerEvent('{"type":"turn.started","turn":2}')).toEqual({ type: "turn.started", turn: 2 });
+    expect(parseServerEvent('{"type":"turn.started","turn":2,"trigger":"speech"}')).toEqual({ type: "turn.started", turn: 2, trigger: "speech" });
     expect(parseServerEvent('{"type":"telemetry"}')).toBeNull();
     expect(parseServerEvent("not json")).toBeNull();
     expect(parseServerEvent("[1]")).toBeNull();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { encodeAudioFrame, type ServerEvent } from "@/lib/protocol";
+import { encodeAudioFrame, type ServerEvent, type SessionMode } from "@/lib/protocol";
 import { backoffDelay, VoiceClient, voiceSocketProtocols, voiceSocketUrl, type ConnectionInfo, type SocketLike } from "@/lib/voice-client";
 
 class FakeSocket implements SocketLike {
@@ -38,7 +38,7 @@ class FakeSocket implements SocketLike {
   }
 }
 
-function harness(fetchResult: () => Promise<Response>, sessionId: string | null = null) {
+function harness(fetchResult: () => Promise<Response>, sessionId: string | null = null, mode?: SessionMode) {
   const sockets: FakeSocket[] = [];
   const timers: Array<{ fn: () => void; ms: number }> = [];
   const states: ConnectionInfo[] = [];
@@ -50,6 +50,7 @@ function harness(fetchResult: () => Promise<Response>, sessionId: string | null 
     baseUrl: "",
     apiKey: () => key,
     language: "en",
+    mode,
     sessionId,
     onEvent: (e) => events.push(e),
     onAudio: (c) => audio.push(c.turn),
@@ -83,7 +84,7 @@ function harness(fetchResult: () => Promise<Response>, sessionId: string | null 
 
 const token = () => Promise.resolve(new Response(JSON.stringify({ session_id: "s1", token: "t0k", expires_at: 1 }), { status: 200 }));
 const flush = () => new Promise((r) => setTimeout(r, 0));
-const ready = (id: string) => JSON.stringify({ type: "session.ready", session_id: id, protocol: 1, input_sample_rate: 16000 });
+const ready = (id: string, mode: SessionMode = "push_to_talk") => JSON.stringify({ type: "session.ready", session_id: id, protocol: 1, input_sample_rate: 16000, mode });
 
 describe("backoffDelay", () => {
   it("doubles from half a second up to ten, with jitter", () => {
@@ -115,7 +116,7 @@ describe("VoiceClient", () => {
     expect(h.sockets[0].protocols).toEqual(["voicebot.v1", "voicebot.token.t0k"]);
     expect(h.sockets[0].binaryType).toBe("arraybuffer");
     h.sockets[0].open();
-    expect(h.sockets[0].messages()).toEqual([{ type: "session.start", language: "en" }]);
+    expect(h.sockets[0].messages()).toEqual([{ type: "session.start", mode: "push_to_talk", language: "en" }]);
     h.sockets[0].receive(ready("s1"));
     expect(h.client.connection.state).toBe("connected");
     expect(h.client.ready).toBe(true);
@@ -164,7 +165,7 @@ describe("VoiceClient", () => {
     h.timers[1].fn();
     await flush();
     h.sockets[2].open();
-    expect(h.sockets[2].messages()[0]).toEqual({ type: "session.start", session_id: "s1", language: "en" });
+    expect(h.sockets[2].messages()[0]).toEqual({ type: "session.start", mode: "push_to_talk", session_id: "s1", language: "en" });
     // The server could not resume (nothing stored): it says not_found, then starts a new session.
     h.sockets[2].receive(JSON.stringify({ type: "error", code: "not_found", message: "no such session", turn: null, fatal: false }));
     h.sockets[2].receive(ready("s2"));
@@ -178,7 +179,7 @@ describe("VoiceClient", () => {
     await flush();
     expect(h.client.connection.state).toBe("connecting");
     h.sockets[0].open();
-    expect(h.sockets[0].messages()[0]).toEqual({ type: "session.start", session_id: "s0", language: "en" });
+    expect(h.sockets[0].messages()[0]).toEqual({ type: "session.start", mode: "push_to_talk", session_id: "s0", language: "en" });
   });
 
   it("retries when POST /v1/sessions cannot be reached, and says so", async () => {
@@ -227,5 +228,59 @@ describe("VoiceClient", () => {
     h.sockets[0].drop(1000);
     expect(h.timers).toHaveLength(0);
     expect(h.client.connection.state).toBe("closed");
+  });
+});
+
+describe("VoiceClient modes", () => {
+  async function connected(mode?: SessionMode) {
+    const h = harness(token, null, mode);
+    h.client.start();
+    await flush();
+    h.sockets[0].open();
+    return h;
+  }
+
+  it("starts the session in the mode it was given, and knows the mode in force", async () => {
+    const h = await connected("hands_free");
+    expect(h.sockets[0].messages()).toEqual([{ type: "session.start", mode: "hands_free", language: "en" }]);
+    expect(h.client.serverMode).toBeNull(); // not ready yet
+    h.sockets[0].receive(ready("s1", "hands_free"));
+    expect(h.client.serverMode).toBe("hands_free");
+  });
+
+  it("switches with session.update, and follows session.updated", async () => {
+    const h = await connected();
+    h.sockets[0].receive(ready("s1"));
+    h.client.setMode("hands_free");
+    h.client.setMode("hands_free"); // no change: nothing sent
+    expect(h.sockets[0].messages().slice(1)).toEqual([{ type: "session.update", mode: "hands_free" }]);
+    expect(h.client.mode).toBe("hands_free");
+    expect(h.client.serverMode).toBe("push_to_talk"); // until the server says so
+    h.sockets[0].receive(JSON.stringify({ type: "session.updated", mode: "hands_free" }));
+    expect(h.client.serverMode).toBe("hands_free");
+    expect(h.events.map((e) => e.type)).toEqual(["session.ready", "session.updated"]);
+  });
+
+  it("remembers a mode set while disconnected, and starts the next session in it", async () => {
+    const h = await connected();
+    h.sockets[0].receive(ready("s1"));
+    h.sockets[0].drop(1006);
+    h.client.setMode("hands_free");
+    expect(h.client.serverMode).toBeNull();
+    h.timers[0].fn();
+    await flush();
+    h.sockets[1].open();
+    expect(h.sockets[1].messages()).toEqual([{ type: "session.start", mode: "hands_free", session_id: "s1", language: "en" }]);
+    h.sockets[1].receive(ready("s1", "hands_free"));
+    expect(h.sockets[1].messages()).toHaveLength(1); // already in force: no update
+  });
+
+  it("asks again when the mode changed between session.start and session.ready", async () => {
+    const h = await connected();
+    h.client.setMode("hands_free"); // not ready: nothing sent yet
+    expect(h.sockets[0].messages()).toHaveLength(1);
+    h.sockets[0].receive(ready("s1", "push_to_talk"));
+    expect(h.sockets[0].messages().slice(1)).toEqual([{ type: "session.update", mode: "hands_free" }]);
+    expect(h.client.serverMode).toBe("push_to_talk");
   });
 });
