@@ -110,8 +110,9 @@ bench-voice: install-test tools-integration ## voice turns vs their physical lim
 	$(BIN)/python -m tests.bench.bench_voice $(BENCH_ARGS)
 	$(BIN)/python -m tests.bench.waterfall
 
-bench-handsfree: install-test tools-integration ## hands-free VAD + turn taking replayed offline: cut-offs, false turns, echo barge-ins -> build/bench/handsfree.json
+bench-handsfree: install-test tools-integration ## hands-free turn taking, offline replay then real time over the WebSocket: cut-offs, false turns, echo, barge-ins -> build/bench/handsfree.json
 	$(BIN)/python -m tests.bench.bench_handsfree $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench.bench_handsfree_live
 
 EVAL_ARGS ?=
 eval-answers: install-test tools-integration ## answer quality on two foreign corpora, typed and spoken -> build/bench/answers.json

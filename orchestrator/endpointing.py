@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -310,6 +311,8 @@ _MIN_SPREAD_DB = 3.0  # an envelope flatter than this (std) carries no shape to 
 _CLEAR_ECHO_R = 0.85  # echo this certain teaches the guard the echo path's gain...
 _CLEAR_ECHO_EXCESS_DB = 1.0  # ...when nothing louder than it is heard
 _GAIN_SLACK_DB = 6.0  # how far above the learnt gain a fit may go (speaker volume, AGC)
+_GAIN_MIN_FITS = 30  # clear echo windows (about 1 s) before the learnt gain is trusted
+_GAIN_HISTORY = 300  # the fits it is the median of (the last 10 s of clear echo or so)
 
 
 def envelope_db(
@@ -393,7 +396,7 @@ class EchoGuard:
         self._played_end_s: float | None = None
         self._heard_end_s: float | None = None
         self._heard_rest = np.zeros(0, dtype=np.int16)
-        self._gain_db: float | None = None  # the echo path's gain, learnt from clear echo
+        self._gains: deque[float] = deque(maxlen=_GAIN_HISTORY)  # fits of clear echo windows
 
     def played(self, pcm: npt.NDArray[np.int16], sample_rate: int, at: float | None = None) -> None:
         """Bot audio that starts playing at `at` (default: right after the previous chunk)."""
@@ -461,13 +464,19 @@ class EchoGuard:
         # The echo path does not get louder within a session: once its gain is known from clear
         # echo, a fit far above it means the user is speaking over the start of the playback
         # (their voice, not the echo, set the fit), so the known gain is used.
-        if self._gain_db is not None:
-            gain = min(gain, self._gain_db + _GAIN_SLACK_DB)
+        learnt = self.echo_gain_db
+        if learnt is not None:
+            gain = min(gain, learnt + _GAIN_SLACK_DB)
         # Nothing is predicted below the room's own noise (the input's quietest tenth).
         floor = float(np.percentile(heard, 10))
         recent = self._recent
         excess = heard[-recent:] - np.maximum(echo[-recent:] + gain, floor)
         return float(r[best]), float(np.maximum(excess, 0.0).mean()), gain
+
+    @property
+    def echo_gain_db(self) -> float | None:
+        """The echo path's gain learnt so far (median fit of clear echo), once there is enough."""
+        return float(np.median(self._gains)) if len(self._gains) >= _GAIN_MIN_FITS else None
 
     def is_echo(self, now: float) -> bool:
         """The input follows the played audio (correlation) and holds nothing louder than its
@@ -475,5 +484,5 @@ class EchoGuard:
         r, excess, gain = self._match(now)
         echo = r >= self.settings.echo_correlation and excess < self.settings.echo_excess_db
         if echo and r >= _CLEAR_ECHO_R and excess < _CLEAR_ECHO_EXCESS_DB:  # clear echo: learn its gain
-            self._gain_db = gain if self._gain_db is None else 0.9 * self._gain_db + 0.1 * gain
+            self._gains.append(gain)
         return echo

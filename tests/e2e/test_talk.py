@@ -16,33 +16,10 @@ from playwright.sync_api import expect
 from orchestrator.prompt import NO_ANSWER
 from orchestrator.stack.gateway import GatewayProcess
 from tests.e2e.conftest import ARTIFACTS, Contexts, Speech
-from tests.e2e.pages import ANSWER_TIMEOUT_MS, TalkPage
+from tests.e2e.pages import ANSWER_TIMEOUT_MS, TalkPage, heard_the_question, right_or_declined
 from tests.speech import rms
 
 MIN_SPEECH_RMS = 300.0  # espeak-ng speech is in the thousands; digital silence is 0
-
-
-def _heard_the_question(text: str) -> bool:
-    # Whisper tiny.en hears this espeak-ng speech as e.g. "where does the locals tack keep it slugs":
-    # the words retrieval needs survive, give or take a space. (The docs, which the stack ingests,
-    # must not quote that: tests/unit/test_docs_corpus.py.)
-    squashed = re.sub(r"[^a-z]", "", text.lower())
-    return "localstack" in squashed and "keep" in squashed
-
-
-def _right_or_declined(talk: TalkPage, fact: str, passage_fact: str) -> None:
-    """The turn's answer is never invented: either it states `fact` and cites a passage that holds
-    `passage_fact`, or it is the stable decline (no citation). On the default CPU profile these
-    questions are often declined today (docs/quality.md); an answer that is given must be right."""
-    done = talk.tap.events("answer.done")[-1]
-    if done["declined"]:
-        assert (done["text"], done["citations"]) == (NO_ANSWER, []), done
-        return
-    assert fact in done["text"].lower(), done["text"]
-    sources = {s["n"]: s for s in talk.tap.events("sources")[-1]["sources"]}
-    cited = [sources[n] for n in done["citations"] if n in sources]
-    assert cited, f"the answer cites nothing: {done}"
-    assert any(passage_fact in s["text"].lower() for s in cited), [s["text"][:200] for s in cited]
 
 
 def _counter(url: str, name: str) -> float:
@@ -62,7 +39,7 @@ def test_hold_speak_release_gives_transcript_cited_answer_and_audio(
     transcript = turn.get_by_test_id("transcript")
     expect(transcript).to_have_attribute("data-final", "true", timeout=ANSWER_TIMEOUT_MS)
     talk.wait_done(turn)
-    assert _heard_the_question(transcript.inner_text()), transcript.inner_text()
+    assert heard_the_question(transcript.inner_text()), transcript.inner_text()
     expect(turn.get_by_test_id("answer")).not_to_be_empty()
     if talk.tap.events("answer.done")[-1]["declined"]:
         expect(turn.get_by_test_id("declined")).to_be_visible()
@@ -87,9 +64,9 @@ def test_hold_speak_release_gives_transcript_cited_answer_and_audio(
     assert rms(audio) > MIN_SPEECH_RMS, "the microphone audio was silent: is the fake-mic WAV readable?"
     # ... and the gateway heard words in it (silence would have given an empty transcript).
     final = talk.tap.events("transcript.final")[-1]["text"]
-    assert _heard_the_question(final), final
+    assert heard_the_question(final), final
     # ... and answered it right: the logs are in .voicebot/logs (docs/architecture.md), cited.
-    _right_or_declined(talk, "voicebot", ".voicebot/logs")
+    right_or_declined(talk.tap, "voicebot", ".voicebot/logs")
 
     talk.page.screenshot(path=str(ARTIFACTS / "turn-desktop.png"), full_page=False)
 
@@ -122,7 +99,7 @@ def test_barge_in_stops_the_answer_at_once(
 
     second = talk.turn(2)
     talk.wait_done(second)
-    assert _heard_the_question(second.get_by_test_id("transcript").inner_text())
+    assert heard_the_question(second.get_by_test_id("transcript").inner_text())
     talk.wait_audio_played()
     by_turn = talk.played_by_turn()
     assert by_turn.get(1, 0) == played_at_barge_in, "audio of the interrupted turn played after the barge-in"
@@ -143,7 +120,7 @@ def test_typed_question_on_a_phone(live_gateway: GatewayProcess, contexts: Conte
     expect(turn.get_by_test_id("transcript")).to_have_text(question)
     talk.wait_done(turn)
     expect(turn.get_by_test_id("answer")).not_to_be_empty()
-    _right_or_declined(talk, "make up", "make up")
+    right_or_declined(talk.tap, "make up", "make up")
     assert turn.get_by_test_id("citation").count() >= 1
     talk.wait_audio_played()
     assert talk.tap.messages("text") == [{"type": "text", "text": question}]
