@@ -43,7 +43,8 @@ class SentenceSplitter:
         if len(self._buffer) > self._soft_limit and not self._buffer.count(FENCE) % 2:
             cut = None
             for soft in _SOFT_BOUNDARY.finditer(self._buffer):
-                cut = soft.end()
+                if _closed(self._buffer[: soft.start()]):
+                    cut = soft.end()
             if cut:
                 sentences.append(self._buffer[:cut].strip())
                 self._buffer = self._buffer[cut:]
@@ -53,6 +54,12 @@ class SentenceSplitter:
         rest = self._buffer.strip()
         self._buffer = ""
         return [rest] if rest else []
+
+
+def _closed(text: str) -> bool:
+    """No bracket or inline code left open: a soft cut there would split "(a; b)" or `x, y` in two,
+    and put the citation that follows the bracket in the middle of what is spoken."""
+    return text.count("(") <= text.count(")") and text.count("[") <= text.count("]") and not text.count("`") % 2
 
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)

@@ -54,6 +54,17 @@ def test_long_unpunctuated_text_is_cut_at_a_soft_boundary() -> None:
     assert out == ["this clause runs on and on without a stop,"]
 
 
+def test_a_soft_cut_never_splits_a_bracket_or_inline_code() -> None:
+    # As the e2e phone screenshot once showed: "(not `npm ci`; [3] only when …)" cut at its ";"
+    # put the citation in the middle of the spoken text.
+    splitter = SentenceSplitter(soft_limit=40)
+    text = "it runs the build, then `npm install` (not `npm ci`; only when the lock changed) and more"
+    assert splitter.feed(text) == ["it runs the build,"]
+    assert splitter.feed(" words, still") == [
+        "then `npm install` (not `npm ci`; only when the lock changed) and more words,"
+    ]
+
+
 def test_flush_of_nothing_is_empty() -> None:
     assert SentenceSplitter().flush() == []
 
