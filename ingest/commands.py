@@ -90,8 +90,28 @@ def _database_url() -> str:
     settings = get_client_settings()
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    # The local stack's embedded PostgreSQL (orchestrator/stack/postgres.py) when nothing is set.
-    return f"postgresql://voicebot@127.0.0.1:{settings.postgres_port}/voicebot"
+    # The local stack's embedded PostgreSQL (orchestrator/stack/postgres.py) when nothing is set:
+    # the application's login, its password from the stack's state folder.
+    from orchestrator.stack.postgres import local_dsn
+
+    return local_dsn(settings.state_dir, settings.postgres_port)
+
+
+def _migration_urls() -> tuple[str, str]:
+    """(the DSN that migrates: the schema's owner; the application's DSN, whose login it grants
+    the application's privileges). VOICEBOT_MIGRATION_DATABASE_URL unset: VOICEBOT_DATABASE_URL
+    migrates (one login for both, as before least-privilege roles); neither: the local stack's."""
+    from orchestrator.settings import get_client_settings
+
+    settings = get_client_settings()
+    app = _database_url()
+    if settings.migration_database_url is not None:
+        return settings.migration_database_url.get_secret_value(), app
+    if settings.database_url is not None:
+        return app, app
+    from orchestrator.stack.postgres import OWNER_USER, local_dsn
+
+    return local_dsn(settings.state_dir, settings.postgres_port, user=OWNER_USER), app
 
 
 def _parse_limits() -> ParseLimits:
@@ -206,12 +226,42 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_db_migrate(args: argparse.Namespace) -> int:
+    """Applies the migrations as the owner, then makes the application's login (the user of
+    VOICEBOT_DATABASE_URL, when another than the owner) a member of `voicebot_service`: created
+    with the URL's password when missing, its password set to it when the migrator may."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     from ingest.migrate import migrate
+    from ingest.roles import LoginRefused, grant_login
+
+    migrator_dsn, app_dsn = _migration_urls()
+    migrator, app = conninfo_to_dict(migrator_dsn), conninfo_to_dict(app_dsn)
+    login = str(app.get("user") or "")
+    password = str(app["password"]) if app.get("password") else None
+
+    async def run() -> tuple[list[str], str | None]:
+        applied = await migrate(migrator_dsn)
+        if not login or login == migrator.get("user"):
+            return applied, None
+        try:
+            async with await psycopg.AsyncConnection.connect(migrator_dsn, autocommit=True) as conn:
+                await grant_login(conn, login, password)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {e}") from e
+        except psycopg.Error as e:
+            raise MigrationError(f"cannot grant the application's privileges to {login!r}: {e}") from e
+        return applied, login
 
     try:
-        applied = asyncio.run(migrate(_database_url()))
+        applied, granted = asyncio.run(run())
+    except LoginRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FILES_FAILED
     except IngestError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     print(f"applied migrations: {', '.join(applied)}" if applied else "database schema is up to date")
+    if granted:
+        print(f"{granted} may use the application's tables (voicebot_service)")
     return 0

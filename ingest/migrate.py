@@ -6,6 +6,11 @@ each migration exactly once; the second waits, then finds nothing left to do. Ea
 in its own transaction together with its record, so a failed one leaves no trace and is retried
 by the next run. Any file matching the pattern is picked up: other packages add theirs (the
 gateway's 0002_gateway.sql) to the same folder.
+
+Migrations are applied by the schema's owner (ingest/roles.py). The application's login may run
+`migrate` too (the gateway does at start-up, the CLI commands before their work): with nothing
+pending it changes nothing, and with something pending it fails with a message that says who
+must apply it, before trying any DDL it may not run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -78,9 +84,16 @@ async def migrate(conninfo: str, *, directory: Path = MIGRATIONS_DIR) -> list[st
     async with conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
-            await conn.execute(_CREATE_TABLE)
+            cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            exists = await cur.fetchone()
+            if not (exists and exists[0]):
+                await _refuse_unless_owner(conn, len(migrations))
+                await conn.execute(_CREATE_TABLE)
             cur = await conn.execute("SELECT version, checksum FROM schema_migrations")
             applied = {version: checksum for version, checksum in await cur.fetchall()}
+            pending = [m for m in migrations if m.version not in applied]
+            if pending:
+                await _refuse_unless_owner(conn, len(pending))
             for migration in migrations:
                 if migration.version in applied:
                     if applied[migration.version] != migration.checksum:
@@ -104,3 +117,15 @@ async def migrate(conninfo: str, *, directory: Path = MIGRATIONS_DIR) -> list[st
             if not conn.closed:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied_now
+
+
+async def _refuse_unless_owner(conn: psycopg.AsyncConnection[Any], pending: int) -> None:
+    """MigrationError when the connected role may not create tables here: the application's
+    login, which has to wait for the owner to migrate (`voicebot db migrate`)."""
+    cur = await conn.execute("SELECT current_user, has_schema_privilege(current_schema(), 'CREATE')")
+    row = await cur.fetchone()
+    if row is not None and not row[1]:
+        raise MigrationError(
+            f"{pending} schema migration(s) pending, and {row[0]} may not apply them: run "
+            "`voicebot db migrate` as the schema's owner (VOICEBOT_MIGRATION_DATABASE_URL)"
+        )

@@ -106,7 +106,9 @@ def database_url() -> str:
     settings = Settings(dev_mode=True)
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    return f"postgresql://voicebot@127.0.0.1:{settings.postgres_port}/voicebot"
+    from orchestrator.stack.postgres import local_dsn
+
+    return local_dsn(settings.state_dir, settings.postgres_port)
 
 
 def _run(work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:

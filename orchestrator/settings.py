@@ -113,7 +113,11 @@ class Settings(BaseSettings):
     # --- database ---------------------------------------------------------------------
     database_url: SecretStr | None = Field(
         default=None,
-        description="PostgreSQL DSN (postgresql://user:pass@host:5432/db). Set by the local stack when unset.",
+        description="PostgreSQL DSN of the application's login (postgresql://user:pass@host:5432/db). Set by the local stack when unset.",
+    )
+    migration_database_url: SecretStr | None = Field(
+        default=None,
+        description="DSN of the schema's owner, used by `voicebot db migrate` only; unset: database_url migrates.",
     )
     db_pool_max: int = Field(
         default=10, ge=1, le=200, description="Connection pool size per gateway process."

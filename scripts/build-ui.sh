@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The UI (ui/): install its npm packages, build the static export (ui/out), or check it.
 # Usage: build-ui.sh [build|install|check]   (default: build)
-#   install  npm install into ui/node_modules, only when package.json or the lock changed
+#   install  npm ci into ui/node_modules, only when package.json or the lock changed
 #   build    install, then `next build` → ui/out, only when an input of the build changed
 #   check    install, then eslint, tsc --noEmit and vitest (make test-ui)
-# `npm install`, not `npm ci` (DESIGN.md). Stamps make both steps incremental, so `make up` twice
-# rebuilds nothing.
+# `npm ci`, not `npm install`: it installs exactly what the committed package-lock.json says and
+# never rewrites it (`npm install` added other platforms' optional entries, so a checkout was dirty
+# after one `make up`; issue 16). To change a dependency: `npm install <pkg>` in ui/ by hand and
+# commit the lock. Stamps make both steps incremental, so `make up` twice rebuilds nothing.
 set -euo pipefail
 
 cd "$(dirname "$0")/../ui"
@@ -25,9 +27,9 @@ install() {
   if [ -d node_modules ] && [ -f "$install_stamp" ] && [ "$(cat "$install_stamp")" = "$(deps_hash)" ]; then
     return
   fi
-  echo "==> ui: npm install"
-  npm install --no-audit --no-fund --loglevel=error
-  deps_hash >"$install_stamp" # after the install: it may have updated the lock
+  echo "==> ui: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  deps_hash >"$install_stamp"
 }
 
 build_stamp=out/.voicebot-build-stamp

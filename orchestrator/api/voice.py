@@ -8,6 +8,8 @@ orchestrator/observability.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from datetime import datetime
@@ -29,6 +31,7 @@ from orchestrator.auth import (
 from orchestrator.errors import NotFound, RateLimited, Unauthorized, VoicebotError
 from orchestrator.keys import SCOPE_ASK
 from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES, ErrorCode, ErrorEvent, ServerEvent
+from orchestrator.session import VoiceSession
 from orchestrator.state import AppState, corpus_of
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,10 @@ CLOSE_FORBIDDEN_ORIGIN = (
 SUBPROTOCOL = "voicebot.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "voicebot.token."  # noqa: S105 - a prefix, not a secret
 ABUSE_FACTOR = 4
+# An open socket's token and key are re-checked this often even while it is idle, so a revoked
+# key's or an expired token's socket closes within this (plus the key cache's 5 s) without
+# waiting for its next message. A cached lookup: one query per key and process every 5 s at most.
+AUTHORITY_CHECK_S = 5.0
 _SESSION_NOT_FOUND = "no such session"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid API key"},
@@ -252,6 +259,27 @@ async def _converse(
         session_id=claims.session_id if claims is not None else None,
         resume=claims.resume if claims is not None else False,
     )
+    # While the reader takes the client's messages (each checked as it comes), a watch checks the
+    # socket's authority (token expiry, key revocation) when none comes, and closes it: the
+    # client's answer to the close ends the reader.
+    watch = asyncio.create_task(_watch_authority(websocket, state, caller, claims, session.session_id))
+    try:
+        await _read(websocket, sink, state, caller, claims, session)
+    finally:
+        watch.cancel()
+        await asyncio.wait((watch,))  # its end, not its CancelledError (ours, if cancelled, goes on)
+        await session.close()
+
+
+async def _read(
+    websocket: WebSocket,
+    sink: _WebSocketSink,
+    state: AppState,
+    caller: Caller,
+    claims: TokenClaims | None,
+    session: VoiceSession,
+) -> None:
+    """Until the client leaves or the socket is closed: each frame to the session."""
     try:
         while True:
             message = await websocket.receive()
@@ -279,11 +307,38 @@ async def _converse(
                 try:
                     await state.gatekeeper.check_socket(state.pool, caller, claims)
                 except Unauthorized as e:
-                    log.info("voice socket closed: %s", e.message, extra={"session": session.session_id})
-                    await _refuse(websocket, state, e, CLOSE_UNAUTHORIZED, accepted=True)
+                    await _close_unauthorized(websocket, state, e, session.session_id)
                     break
                 await session.on_text(text)
     except WebSocketDisconnect:
         pass
-    finally:
-        await session.close()
+
+
+async def _watch_authority(
+    websocket: WebSocket, state: AppState, caller: Caller, claims: TokenClaims | None, session_id: str
+) -> None:
+    """Returns (the socket closed with 4401) once the token has expired or its key is revoked,
+    checked every AUTHORITY_CHECK_S and at the token's expiry; never for dev mode's anonymous
+    callers, who carry no token."""
+    if claims is None:
+        await asyncio.Event().wait()  # nothing to watch: only the reader ends the conversation
+        return
+    gatekeeper = state.gatekeeper
+    while True:
+        await asyncio.sleep(max(0.0, min(AUTHORITY_CHECK_S, claims.expires_at - gatekeeper.wall_clock())))
+        try:
+            await gatekeeper.check_socket(state.pool, caller, claims)
+        except Unauthorized as e:
+            await _close_unauthorized(websocket, state, e, session_id)
+            return
+
+
+async def _close_unauthorized(
+    websocket: WebSocket, state: AppState, error: Unauthorized, session_id: str
+) -> None:
+    """The `unauthorized` error event, then close 4401; once, whichever half sees it first."""
+    if websocket.application_state != WebSocketState.CONNECTED:
+        return
+    log.info("voice socket closed: %s", error.message, extra={"session": session_id})
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client left meanwhile
+        await _refuse(websocket, state, error, CLOSE_UNAUTHORIZED, accepted=True)

@@ -30,7 +30,7 @@ def build_components(settings: Settings) -> list[Component]:
         env={"VOICEBOT_MODEL_PROFILE": settings.model_profile} if settings.model_profile else {},
     )
     gateway_env = {
-        "VOICEBOT_DATABASE_URL": postgres.dsn,
+        "VOICEBOT_DATABASE_URL": postgres.app_dsn,
         "VOICEBOT_TRITON_URL": triton.grpc_url,
         "VOICEBOT_DEV_MODE": "true" if settings.dev_mode else "false",
     }

@@ -196,7 +196,8 @@ def running_stack(docs: list[Path]) -> Iterator[Stack]:
         secrets={
             "auth_secret": secrets.token_hex(32),
             "bootstrap_api_key": "vb_" + secrets.token_hex(20),
-            "password": secrets.token_urlsafe(24),
+            "password": secrets.token_urlsafe(24),  # the schema owner's: the migration Job's only
+            "app-password": secrets.token_urlsafe(24),  # voicebot_gateway's: gateway and ingest
         },
     )
     remove_containers()

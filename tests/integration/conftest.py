@@ -81,13 +81,14 @@ def triton(stack_dir: Path) -> Iterator[TritonServer]:
 
 
 def prepare_store(postgres: EmbeddedPostgres, triton: TritonServer) -> None:
-    """Migrate `postgres` and ingest docs/architecture.md through `triton`'s embed model."""
+    """Migrate `postgres` (as the schema's owner) and ingest docs/architecture.md through
+    `triton`'s embed model (as the application's login, like `voicebot ingest`)."""
 
     async def prepare() -> None:
-        await migrate(postgres.dsn)
+        await migrate(postgres.owner_dsn)
         embedder = TritonEmbedder(triton.grpc_url)
         try:
-            await ingest_paths(postgres.dsn, embedder, [REPO_ROOT / "docs" / "architecture.md"])
+            await ingest_paths(postgres.app_dsn, embedder, [REPO_ROOT / "docs" / "architecture.md"])
         finally:
             await embedder.close()
 
@@ -105,14 +106,15 @@ def ingested(postgres: EmbeddedPostgres, triton: TritonServer) -> str:
 def running_gateway(
     postgres: EmbeddedPostgres, triton: TritonServer, *, log_name: str = "gateway", **env: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`voicebot serve` on a free port against the session's Postgres and Triton, in dev mode
-    unless `env` says otherwise (`VOICEBOT_*` variables); yields its URL and process."""
+    """`voicebot serve` on a free port against the session's Postgres (as the application's
+    login, as `make up` and the chart run it) and Triton, in dev mode unless `env` says otherwise
+    (`VOICEBOT_*` variables); yields its URL and process."""
     port = free_port()
     full_env = dict(
         os.environ,
         VOICEBOT_DEV_MODE="true",
         VOICEBOT_PORT=str(port),
-        VOICEBOT_DATABASE_URL=postgres.dsn,
+        VOICEBOT_DATABASE_URL=postgres.app_dsn,
         VOICEBOT_TRITON_URL=triton.grpc_url,
         VOICEBOT_LOG_FORMAT="text",
     )

@@ -9,6 +9,7 @@ stored API key, each test its own key, so rate limits and session counts do not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
+import websockets
 
 from orchestrator.auth import TOKEN_AUDIENCE
 from orchestrator.protocol import MAX_FRAME_BYTES, MAX_TEXT_FRAME_BYTES
@@ -547,16 +549,20 @@ def test_a_socket_from_another_sites_page_closes_with_4403(secured_gateway: Secu
     assert [(e["code"], e["fatal"]) for e in events] == [("unauthorized", True)]
 
 
-def test_a_key_revoked_during_a_conversation_closes_it_at_the_next_turn(
+def test_a_key_revoked_during_a_conversation_closes_it_before_another_turn(
     secured_gateway: SecuredGateway, key: str
 ) -> None:
+    """Whichever sees the revocation first, the next message's check or the periodic one (the
+    socket may be closed before the question is sent): no turn after it."""
+
     async def scenario() -> tuple[int | None, str, list[dict[str, object]]]:
         async with voice(secured_gateway, key, in_header=True) as v:
             await v.start()
             await v.ask()  # answered and stored while the key is good
             await asyncio.to_thread(secured_gateway.revoke, key)
             await asyncio.sleep(REVOCATION_WAIT_S - 4)  # past the gateway's key cache (5 s)
-            await v.send({"type": "text", "text": "What does the gateway do?", "speak": False})
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await v.send({"type": "text", "text": "What does the gateway do?", "speak": False})
             return await v.closed()
 
     code, reason, events = asyncio.run(scenario())
@@ -566,7 +572,7 @@ def test_a_key_revoked_during_a_conversation_closes_it_at_the_next_turn(
     # no turn.started: the question after the revocation was never taken (and not stored: the fixture)
 
 
-def test_a_token_that_expires_during_a_conversation_closes_it_at_the_next_turn(
+def test_a_token_that_expires_during_a_conversation_closes_it_before_another_turn(
     secured_gateway: SecuredGateway, key: str
 ) -> None:
     claims = {**_token_of(secured_gateway, key), "exp": int(time.time()) + 3}
@@ -576,8 +582,48 @@ def test_a_token_that_expires_during_a_conversation_closes_it_at_the_next_turn(
         async with voice(secured_gateway, token=token) as v:
             await v.start()
             await asyncio.sleep(4)
-            await v.send({"type": "turn.start"})
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await v.send({"type": "turn.start"})
             return await v.closed()
+
+    code, reason, events = asyncio.run(scenario())
+    assert code == 4401
+    assert "expired" in reason
+    assert [(e["code"], e["fatal"]) for e in events] == [("unauthorized", True)]
+
+
+def test_an_idle_socket_of_a_revoked_key_is_closed_without_another_message(
+    secured_gateway: SecuredGateway, key: str
+) -> None:
+    """The gateway re-checks an open socket's key every few seconds: after `keys revoke` an idle
+    socket closes (4401, `unauthorized`) although the client sends nothing more."""
+
+    async def scenario() -> tuple[int | None, str, list[dict[str, object]], float]:
+        async with voice(secured_gateway, key, in_header=True) as v:
+            await v.start()
+            await asyncio.to_thread(secured_gateway.revoke, key)
+            revoked = time.monotonic()
+            # the check's period (5 s) plus the gateway's key cache (5 s), with room to spare
+            code, reason, events = await v.closed(timeout_s=REVOCATION_WAIT_S + 10)
+            return code, reason, events, time.monotonic() - revoked
+
+    code, reason, events, after_s = asyncio.run(scenario())
+    assert code == 4401
+    assert reason == "the API key has been revoked"
+    assert [(e["type"], e["code"], e["fatal"]) for e in events] == [("error", "unauthorized", True)]
+    assert after_s < REVOCATION_WAIT_S + 10
+
+
+def test_an_idle_socket_whose_token_expires_is_closed_at_its_expiry(
+    secured_gateway: SecuredGateway, key: str
+) -> None:
+    claims = {**_token_of(secured_gateway, key), "exp": int(time.time()) + 3}
+    token = jwt.encode(claims, AUTH_SECRET)
+
+    async def scenario() -> tuple[int | None, str, list[dict[str, object]]]:
+        async with voice(secured_gateway, token=token) as v:
+            await v.start()
+            return await v.closed(timeout_s=20)  # nothing sent after session.start
 
     code, reason, events = asyncio.run(scenario())
     assert code == 4401

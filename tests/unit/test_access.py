@@ -6,6 +6,7 @@ tests/integration/test_bad_input.py; here: the Gatekeeper's rules and the HTTP/W
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 
 import jwt
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from orchestrator.api import voice as voice_api
 from orchestrator.app import create_app
 from orchestrator.auth import TOKEN_AUDIENCE, Caller, Gatekeeper, TokenClaims, TtlCache, issue_token
 from orchestrator.errors import RateLimited, StoreUnavailable, Unauthorized
@@ -280,6 +282,42 @@ def test_the_token_may_travel_in_the_websocket_subprotocol_header() -> None:
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
     assert (error["code"], closed.value.code) == ("unauthorized", 4401)
+
+
+def test_an_idle_socket_whose_token_expires_is_closed_without_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watch on an open socket's authority: no message is sent after session.ready, yet the
+    socket closes 4401 with an `unauthorized` event once the token has expired."""
+    monkeypatch.setattr(voice_api, "AUTHORITY_CHECK_S", 0.05)
+    app = create_app(_settings(bootstrap_api_key=BOOTSTRAP))
+    with TestClient(app) as client:
+        token, _ = issue_token(app.state.voicebot.settings, "bootstrap", "s1")
+        with client.websocket_connect(f"/v1/voice?token={token}") as ws:
+            ws.send_json({"type": "session.start"})
+            assert ws.receive_json()["type"] == "session.ready"
+            app.state.voicebot.gatekeeper.wall_clock = lambda: 4102444800.0  # long after expiry
+            error = ws.receive_json()  # nothing sent: the watch noticed
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+    assert (error["type"], error["code"], error["fatal"]) == ("error", "unauthorized", True)
+    assert "expired" in error["message"]
+    assert closed.value.code == 4401
+
+
+def test_an_idle_socket_in_date_stays_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(voice_api, "AUTHORITY_CHECK_S", 0.02)
+    app = create_app(_settings(bootstrap_api_key=BOOTSTRAP))
+    with TestClient(app) as client:
+        token, _ = issue_token(app.state.voicebot.settings, "bootstrap", "s1")
+        with client.websocket_connect(f"/v1/voice?token={token}") as ws:
+            ws.send_json({"type": "session.start"})
+            assert ws.receive_json()["type"] == "session.ready"
+            time.sleep(0.3)  # many checks, all good
+            ws.send_json({"type": "no.such.message"})
+            reply = ws.receive_json()  # still served: a message is answered, not refused
+    assert reply["type"] == "error"
+    assert reply["code"] != "unauthorized"
 
 
 def test_a_socket_whose_token_expires_is_closed_at_its_next_message() -> None:

@@ -1,7 +1,9 @@
 {{/*
 A pod spec that runs one voicebot CLI command from the gateway image (migrations, ingest).
 Usage: include "voicebot.cliPodSpec" (dict "root" $ "name" "ingest" "args" (list …)
-       "resources" … "volumes" (list …) "volumeMounts" (list …) "restartPolicy" "OnFailure")
+       "resources" … "volumes" (list …) "volumeMounts" (list …) "restartPolicy" "OnFailure"
+       "migrator" false)
+The commands sign no tokens: they get the database URLs only ("migrator": the owner's too).
 */}}
 {{- define "voicebot.cliPodSpec" -}}
 {{- $root := .root -}}
@@ -26,7 +28,7 @@ containers:
           optional: true
           {{- end }}
     env:
-      {{- include "voicebot.secretEnv" $root | nindent 6 }}
+      {{- include "voicebot.databaseEnv" (dict "root" $root "migrator" .migrator) | nindent 6 }}
     resources:
       {{- toYaml .resources | nindent 6 }}
     securityContext:

@@ -145,11 +145,8 @@ checkov.io/skip2: CKV_K8S_35=The gateway reads its settings from VOICEBOT_* envi
 {{- default (include "voicebot.componentName" (dict "root" . "component" "postgres")) .Values.postgres.auth.existingSecret -}}
 {{- end }}
 
-{{/*
-Environment shared by every container that runs the voicebot CLI (gateway, migrations, ingest,
-helm test): the secrets and the database URL. In-cluster Postgres: the URL is composed from the
-password with Kubernetes' $(VAR) expansion, so an existing password secret works unchanged.
-*/}}
+{{/* The gateway's own secrets: it signs session tokens and accepts the bootstrap key. Only the
+gateway gets them (not the migration and ingest Jobs). */}}
 {{- define "voicebot.secretEnv" -}}
 - name: VOICEBOT_AUTH_SECRET
   valueFrom:
@@ -161,20 +158,52 @@ password with Kubernetes' $(VAR) expansion, so an existing password secret works
     secretKeyRef:
       name: {{ include "voicebot.appSecretName" . }}
       key: bootstrap_api_key
-{{- if .Values.postgres.enabled }}
-- name: POSTGRES_PASSWORD
+{{- end }}
+
+{{/*
+The database URLs of a container (docs/security.md, "Database roles"). Every one gets
+VOICEBOT_DATABASE_URL, the application's login (gateway, ingest); the migration Job
+("migrator": true) also gets VOICEBOT_MIGRATION_DATABASE_URL, the schema owner's, and only it
+gets the owner's password. In-cluster Postgres: the URLs are composed from the passwords with
+Kubernetes' $(VAR) expansion, so an existing password Secret works unchanged.
+Usage: include "voicebot.databaseEnv" (dict "root" $ "migrator" false)
+*/}}
+{{- define "voicebot.databaseEnv" -}}
+{{- $root := .root -}}
+{{- $pg := $root.Values.postgres -}}
+{{- if $pg.enabled }}
+{{- $host := printf "%s.%s.svc:5432" (include "voicebot.componentName" (dict "root" $root "component" "postgres")) $root.Release.Namespace }}
+- name: DATABASE_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "voicebot.postgresSecretName" . }}
-      key: {{ .Values.postgres.auth.secretKey }}
+      name: {{ include "voicebot.postgresSecretName" $root }}
+      key: {{ $pg.auth.appSecretKey }}
 - name: VOICEBOT_DATABASE_URL
-  value: {{ printf "postgresql://%s:$(POSTGRES_PASSWORD)@%s.%s.svc:5432/%s" .Values.postgres.auth.username (include "voicebot.componentName" (dict "root" . "component" "postgres")) .Release.Namespace .Values.postgres.auth.database | quote }}
+  value: {{ printf "postgresql://%s:$(DATABASE_PASSWORD)@%s/%s" $pg.auth.appUsername $host $pg.auth.database | quote }}
+{{- if .migrator }}
+- name: MIGRATION_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.postgresSecretName" $root }}
+      key: {{ $pg.auth.secretKey }}
+- name: VOICEBOT_MIGRATION_DATABASE_URL
+  value: {{ printf "postgresql://%s:$(MIGRATION_DATABASE_PASSWORD)@%s/%s" $pg.auth.username $host $pg.auth.database | quote }}
+{{- end }}
 {{- else }}
 - name: VOICEBOT_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.postgres.external.existingSecret }}
-      key: {{ .Values.postgres.external.existingSecretKey }}
+      name: {{ $pg.external.existingSecret }}
+      key: {{ $pg.external.existingSecretKey }}
+{{- if and .migrator $pg.external.migrationSecretKey }}
+- name: VOICEBOT_MIGRATION_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $pg.external.existingSecret }}
+      key: {{ $pg.external.migrationSecretKey }}
+      # Absent: the application's URL migrates (one login for both, as before).
+      optional: true
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -218,7 +247,7 @@ password with Kubernetes' $(VAR) expansion, so an existing password secret works
 {{- $messages = append $messages "secrets.existingSecret: required when secrets.generate=false (a Secret with auth_secret and bootstrap_api_key; e.g. from External Secrets or sealed-secrets)" -}}
 {{- end -}}
 {{- if and .Values.postgres.enabled (not .Values.postgres.auth.existingSecret) -}}
-{{- $messages = append $messages "postgres.auth.existingSecret: required when secrets.generate=false and postgres.enabled=true (a Secret with the database password)" -}}
+{{- $messages = append $messages (printf "postgres.auth.existingSecret: required when secrets.generate=false and postgres.enabled=true (a Secret with the database passwords, keys %s and %s)" .Values.postgres.auth.secretKey .Values.postgres.auth.appSecretKey) -}}
 {{- end -}}
 {{- end -}}
 {{- /* An existing Secret's values are known at install time only (helm template and Argo CD cannot
@@ -233,6 +262,12 @@ name the key, never its value. */ -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- if and .Values.postgres.enabled (eq .Values.postgres.auth.appUsername .Values.postgres.auth.username) -}}
+{{- $messages = append $messages "postgres.auth.appUsername: must differ from postgres.auth.username (the application logs in with less than the schema's owner)" -}}
+{{- end -}}
+{{- if and .Values.postgres.enabled (eq .Values.postgres.auth.appSecretKey .Values.postgres.auth.secretKey) -}}
+{{- $messages = append $messages "postgres.auth.appSecretKey: must differ from postgres.auth.secretKey (the owner and the application have passwords of their own)" -}}
 {{- end -}}
 {{- $otel := .Values.gateway.config.otel -}}
 {{- if and (eq $otel.exporter "otlp") (regexMatch ":4317(/|$)" $otel.endpoint) -}}
