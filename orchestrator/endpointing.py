@@ -59,6 +59,10 @@ class EndpointingSettings:
     """Silence that ends a turn."""
     unfinished_extension_s: float = 0.6
     """Silence added to `hangover_s` when the latest partial transcript looks unfinished."""
+    early_final_s: float = 0.25
+    """Silence after which the session asks the ASR for the turn's final transcript, while the
+    hangover still runs: if the turn ends, its transcript is (nearly) ready; if the speaker goes
+    on, it is thrown away and the ASR is fed the turn again. 0: only when the turn has ended."""
     echo_correlation: float = 0.6
     """Input whose log-level envelope correlates with the played audio's this well or better (at
     the best lag) is taken for the bot's echo."""
@@ -80,8 +84,8 @@ class EndpointingSettings:
         for name in ("min_speech_s", "barge_in_min_speech_s", "hangover_s", "echo_window_s", "echo_recent_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.unfinished_extension_s < 0 or self.echo_max_lag_s < 0:
-            raise ValueError("unfinished_extension_s and echo_max_lag_s must not be negative")
+        if self.unfinished_extension_s < 0 or self.echo_max_lag_s < 0 or self.early_final_s < 0:
+            raise ValueError("unfinished_extension_s, early_final_s and echo_max_lag_s must not be negative")
         if not -1.0 <= self.echo_correlation <= 1.0:
             raise ValueError("echo_correlation is a correlation coefficient, in [-1, 1]")
 
@@ -238,6 +242,13 @@ class TurnDetector:
         """The silence the current turn needs to end, given its latest partial transcript."""
         s = self.settings
         return s.hangover_s + (s.unfinished_extension_s if self._unfinished(self._partial) else 0.0)
+
+    @property
+    def silence_s(self) -> float:
+        """How long the turn in progress has been silent (0 while speech goes on, or no turn)."""
+        if self.phase is not Phase.PAUSED or self._silence_start is None:
+            return 0.0
+        return self._clock() - self._silence_start
 
     def reset(self) -> None:
         """Abandon any turn in progress (the session cancelled it); keeps `bot_speaking`."""

@@ -110,6 +110,11 @@ class Listener:
         wanted = int(max(0.0, self._heard_s - start_s) * INPUT_SAMPLE_RATE) * INPUT_SAMPLE_WIDTH
         return bytes(self._kept[available - min(wanted, available) :])
 
+    @property
+    def silence_s(self) -> float:
+        """How long the turn in progress has been silent (0 while its speaker speaks)."""
+        return self._detector.silence_s
+
     def partial(self, text: str) -> None:
         """The ASR's latest partial transcript of the turn in progress."""
         self._detector.partial(text)

@@ -59,7 +59,9 @@ class SentenceSplitter:
 def _closed(text: str) -> bool:
     """No bracket or inline code left open: a soft cut there would split "(a; b)" or `x, y` in two,
     and put the citation that follows the bracket in the middle of what is spoken."""
-    return text.count("(") <= text.count(")") and text.count("[") <= text.count("]") and not text.count("`") % 2
+    return (
+        text.count("(") <= text.count(")") and text.count("[") <= text.count("]") and not text.count("`") % 2
+    )
 
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)

@@ -200,6 +200,12 @@ class VoiceTurn(Turn):
     speculator: Speculator | None = None  # the recording's (then its answer's) speculation
     task: asyncio.Task[None] | None = None  # from the release (or the typed question) to turn.done
     trigger: TurnTrigger = "client"  # "speech": hands-free, started by the gateway's VAD
+    on_partial: Callable[[str], Awaitable[None]] | None = None  # where its ASR's partials go
+    # Hands-free: the turn's audio so far (to feed a new ASR stream when the speaker goes on
+    # after an early final), that early final, and how often it was thrown away.
+    audio: bytearray = field(default_factory=bytearray)
+    early_final: asyncio.Task[str] | None = None
+    asr_restarts: int = 0
 
     @property
     def in_flight(self) -> bool:
@@ -213,6 +219,11 @@ class VoiceTurn(Turn):
 
     async def stop_listening(self) -> None:
         await self.stop_speculating()
+        early, self.early_final = self.early_final, None
+        if early is not None:
+            early.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await early
         asr, self.asr = self.asr, None
         if asr is not None:
             await asr.aclose()
@@ -437,7 +448,14 @@ class VoiceSession:
             if listener is not None and turn is self.turn and turn.phase is Phase.LISTENING:
                 listener.partial(text)
 
-        turn.asr = AsrStream(self.context.models, self.language, partial, prompt=self.context.vocabulary())
+        turn.on_partial = partial
+        turn.asr = self._new_asr(turn)
+
+    def _new_asr(self, turn: VoiceTurn) -> AsrStream:
+        assert turn.on_partial is not None
+        return AsrStream(
+            self.context.models, self.language, turn.on_partial, prompt=self.context.vocabulary()
+        )
 
     def _new_speculator(self) -> Speculator | None:
         if not self.config.speculation:
@@ -460,7 +478,7 @@ class VoiceSession:
         asr, turn.asr = turn.asr, None
         turn.to(Phase.TRANSCRIBING)
         turn.restart_clock()  # a spoken turn's timings count from the release
-        self._launch(turn, self._converse(turn, asr))
+        self._launch(turn, self._converse(turn, self._final_transcript(asr)))
 
     async def _text(self, message: TextQuestion) -> None:
         if len(message.text) > self.config.max_text_chars:
@@ -478,16 +496,36 @@ class VoiceSession:
         assert listener is not None
         turn = self.turn
         events = listener.hear(frame, answering=turn.in_flight)
-        if turn.phase is Phase.LISTENING and turn.asr is not None:
+        if turn.phase is Phase.LISTENING:  # a turn the listener started: its audio
             limit = int(self.config.max_turn_audio_s * INPUT_SAMPLE_RATE) * INPUT_SAMPLE_WIDTH
             if turn.audio_bytes + len(frame) > limit:  # a long monologue: answer what was said
                 listener.drop_turn()
                 self._end_speech_turn(turn)
                 return
             turn.audio_bytes += len(frame)
-            turn.asr.feed(frame)
+            turn.audio += frame
+            if turn.asr is not None:
+                turn.asr.feed(frame)
         for event in events:
             await self._on_turn_event(event)
+        self._early_final(self.turn, listener)
+
+    def _early_final(self, turn: VoiceTurn, listener: Listener) -> None:
+        """In a pause, start on the final transcript while the hangover runs; when the speaker
+        goes on, throw it away and feed a new ASR stream the whole turn so far."""
+        if turn.phase is not Phase.LISTENING:
+            return
+        after = self.config.endpointing.early_final_s if self.config.endpointing else 0.0
+        silence = listener.silence_s
+        if turn.early_final is None and turn.asr is not None and after > 0 and silence >= after:
+            asr, turn.asr = turn.asr, None
+            turn.early_final = asyncio.create_task(self._final_transcript(asr))
+        elif turn.early_final is not None and silence == 0.0:
+            turn.early_final.cancel()  # its stream is closed as it ends
+            turn.early_final = None
+            turn.asr_restarts += 1
+            turn.asr = self._new_asr(turn)
+            turn.asr.feed(bytes(turn.audio))
 
     async def _on_turn_event(self, event: TurnEvent) -> None:
         if isinstance(event, TurnEnded):
@@ -522,28 +560,40 @@ class VoiceSession:
         assert turn.asr is not None
         audio = listener.turn_audio(event)
         turn.audio_bytes = len(audio)
+        turn.audio += audio
         turn.asr.feed(audio)
 
     def _end_speech_turn(self, turn: VoiceTurn) -> None:
-        """What `turn.end` does for the button: transcribe, then answer."""
-        asr, turn.asr = turn.asr, None
-        assert asr is not None
+        """What `turn.end` does for the button: transcribe (or take the early final), then answer."""
         turn.to(Phase.TRANSCRIBING)
         turn.restart_clock()  # timings count from the end of the turn (after the hangover)
-        self._launch(turn, self._converse(turn, asr))
+        turn.timings.extra["asr_restarts"] = turn.asr_restarts
+        transcript: Awaitable[str]
+        if turn.early_final is not None:
+            transcript, turn.early_final = turn.early_final, None
+            turn.timings.extra["early_final"] = "used"
+        else:
+            asr, turn.asr = turn.asr, None
+            assert asr is not None
+            transcript = self._final_transcript(asr)
+        self._launch(turn, self._converse(turn, transcript))
 
     def _launch(self, turn: VoiceTurn, work: Coroutine[Any, Any, None]) -> None:
         turn.task = asyncio.create_task(work, name=f"turn-{self.session_id}-{turn.number}")
 
-    async def _converse(self, turn: VoiceTurn, asr: AsrStream) -> None:
+    async def _final_transcript(self, asr: AsrStream) -> str:
+        """The rest of the recording decoded: its final transcript (the stream is closed after)."""
+        try:
+            return await asyncio.wait_for(asr.finish(), timeout=self.config.asr_timeout_s)
+        except TimeoutError as e:
+            raise StageTimeout("transcription took too long") from e
+        finally:
+            await asr.aclose()
+
+    async def _converse(self, turn: VoiceTurn, transcript: Awaitable[str]) -> None:
         """A released recording: its final transcript, then its answer."""
         try:
-            try:
-                question = await asyncio.wait_for(asr.finish(), timeout=self.config.asr_timeout_s)
-            except TimeoutError as e:
-                raise StageTimeout("transcription took too long") from e
-            finally:
-                await asr.aclose()
+            question = await transcript
             turn.timings.asr_final = turn.elapsed_ms()
             self.metrics.stage_duration.labels("asr_final").observe(turn.timings.asr_final / 1000)
             if turn.trigger == "speech" and is_backchannel(question):

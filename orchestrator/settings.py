@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     turn_unfinished_extension_s: float = Field(
         default=0.6, ge=0, le=5, description="Silence added when the partial transcript sounds unfinished."
     )
+    turn_early_final_s: float = Field(
+        default=0.25, ge=0, le=5, description="Silence after which the final transcript is started early."
+    )
     barge_in_min_speech_s: float = Field(
         default=0.4, gt=0, le=5, description="Speech that interrupts the answer's audio."
     )
@@ -260,6 +263,7 @@ class Settings(BaseSettings):
             barge_in_min_speech_s=self.barge_in_min_speech_s,
             hangover_s=self.turn_hangover_s,
             unfinished_extension_s=self.turn_unfinished_extension_s,
+            early_final_s=self.turn_early_final_s,
             echo_correlation=self.echo_correlation,
             echo_excess_db=self.echo_excess_db,
             echo_max_lag_s=self.echo_max_lag_s,

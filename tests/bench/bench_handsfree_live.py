@@ -153,6 +153,7 @@ async def echo_and_barge_in(mic: LiveMic, convo: Conversation) -> dict[str, Any]
         # An answer that plays and echoes to its end: no audio.clear may come.
         convo.new_turns()
         mic.say(question)
+        await mic.said()
         await convo.quiet()
         turns = convo.new_turns()
         false_barge_ins += sum(1 for e in mic.of("audio.clear") if e["turn"] in turns)

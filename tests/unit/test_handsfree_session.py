@@ -125,11 +125,41 @@ def test_speech_then_silence_is_a_turn_answered_with_no_button() -> None:
         Phase.DONE,
     ]
     # The ASR got the speech from just before the detector was sure (the pre-roll), not only
-    # what came after: 1.5 s of voice plus up to 0.2 s before it and the hangover after it.
+    # what came after: 1.5 s of voice plus up to 0.2 s before it, and the silence until the
+    # final transcript was asked for (0.25 s in, while the hangover ran).
     heard_s = sum(samples for samples, _, _ in models.chunks) / RATE
-    assert 1.5 + 0.7 <= heard_s <= 1.5 + 0.2 + 1.5 + 0.05
+    assert 1.5 + 0.25 <= heard_s <= 1.5 + 0.2 + 0.25 + 0.15
+    assert done["timings"]["early_final"] == "used"
+    assert done["timings"]["asr_restarts"] == 0
     assert models.chunks[0][1]
     assert models.chunks[-1][2]
+
+
+def test_a_speaker_who_goes_on_after_an_early_final_is_heard_whole() -> None:
+    async def scenario() -> tuple[ListSink, FakeModels]:
+        sink, models = ListSink(), FakeModels(["Run make up [1]."], transcript="How do I start it?")
+        session = _session(models, sink)
+        await _hands_free(session)
+        # A 0.4 s pause: past the early final (0.25 s), short of the hangover (0.7 s).
+        await _stream(session, _voice(1.0, seed=10), _silence(0.4), _voice(1.0, seed=11), _silence(1.5))
+        await _until(sink, "turn.done")
+        await session.close()
+        return sink, models
+
+    sink, models = asyncio.run(scenario())
+    assert len(sink.of("turn.started")) == 1  # one turn, not two
+    done = sink.of("turn.done")[0]
+    assert (done["outcome"], done["timings"]["asr_restarts"], done["timings"]["early_final"]) == (
+        "ok",
+        1,
+        "used",
+    )
+    # Two ASR sequences: the first ended early in the pause, the second got the whole turn again.
+    starts = [i for i, (_, start, _) in enumerate(models.chunks) if start]
+    assert len(starts) == 2
+    second = models.chunks[starts[1] :]
+    assert second[0][0] / RATE >= 1.0 + 0.4  # the first piece and the pause, at once
+    assert sum(samples for samples, _, _ in second) / RATE >= 1.0 + 0.4 + 1.0
 
 
 def test_silence_and_a_click_make_no_turn() -> None:
