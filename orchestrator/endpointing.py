@@ -59,6 +59,11 @@ class EndpointingSettings:
     """Silence that ends a turn."""
     unfinished_extension_s: float = 0.6
     """Silence added to `hangover_s` when the latest partial transcript looks unfinished."""
+    finished_hangover_s: float = 0.7
+    """Silence that ends a turn once the whole turn up to the pause has been decoded (an early
+    final, `early_final_s`) and reads as a finished sentence (`looks_unfinished` is false):
+    at most `hangover_s`. Shorter answers sooner; a speaker who pauses after a phrase that
+    happens to read as finished is cut off sooner too."""
     early_final_s: float = 0.25
     """Silence after which the session asks the ASR for the turn's final transcript, while the
     hangover still runs: if the turn ends, its transcript is (nearly) ready; if the speaker goes
@@ -81,7 +86,14 @@ class EndpointingSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.silence_threshold <= self.speech_threshold < 1.0:
             raise ValueError("need 0 < silence_threshold <= speech_threshold < 1")
-        for name in ("min_speech_s", "barge_in_min_speech_s", "hangover_s", "echo_window_s", "echo_recent_s"):
+        for name in (
+            "min_speech_s",
+            "barge_in_min_speech_s",
+            "hangover_s",
+            "finished_hangover_s",
+            "echo_window_s",
+            "echo_recent_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.unfinished_extension_s < 0 or self.echo_max_lag_s < 0 or self.early_final_s < 0:
@@ -231,17 +243,29 @@ class TurnDetector:
         self._echo_streak_s = 0.0  # ...and how long the echo has gone on without a break
         self._silence_start: float | None = None  # PAUSED: where the silence began
         self._partial = ""
+        self._heard_all = False  # `_partial` is the whole turn up to the current pause
 
     def partial(self, text: str) -> None:
         """The ASR's latest partial transcript of the current turn (ignored outside a turn)."""
         if self.phase is not Phase.WAITING:
             self._partial = text
+            self._heard_all = False
+
+    def heard_so_far(self, text: str) -> None:
+        """The whole turn decoded up to now (the session's early final), during a pause: it
+        replaces the partial, and a finished-looking one ends the turn after
+        `finished_hangover_s`. Speech after it makes it a partial again."""
+        if self.phase is not Phase.WAITING:
+            self._partial = text
+            self._heard_all = self.phase is Phase.PAUSED
 
     @property
     def hangover_s(self) -> float:
         """The silence the current turn needs to end, given its latest partial transcript."""
         s = self.settings
-        return s.hangover_s + (s.unfinished_extension_s if self._unfinished(self._partial) else 0.0)
+        if self._unfinished(self._partial):
+            return s.hangover_s + s.unfinished_extension_s
+        return min(s.hangover_s, s.finished_hangover_s) if self._heard_all else s.hangover_s
 
     @property
     def silence_s(self) -> float:
@@ -255,6 +279,7 @@ class TurnDetector:
         self.phase = Phase.WAITING
         self._run_start = self._silence_start = None
         self._partial = ""
+        self._heard_all = False
 
     def push(self, probability: float, *, echo: bool = False) -> list[TurnEvent]:
         """One VAD window, ending now. `echo`: the echo guard took this window for the bot's
@@ -266,7 +291,7 @@ class TurnDetector:
         if self.phase is Phase.WAITING:
             return self._waiting(now, probability, echo)
         if speech:
-            self.phase, self._silence_start = Phase.SPEAKING, None
+            self.phase, self._silence_start, self._heard_all = Phase.SPEAKING, None, False
             return []
         if silence and self.phase is Phase.SPEAKING:
             self.phase, self._silence_start = Phase.PAUSED, now - self._window_s

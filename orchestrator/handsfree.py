@@ -119,6 +119,10 @@ class Listener:
         """The ASR's latest partial transcript of the turn in progress."""
         self._detector.partial(text)
 
+    def heard_so_far(self, text: str) -> None:
+        """The whole turn decoded up to its current pause (an early final transcript)."""
+        self._detector.heard_so_far(text)
+
     def drop_turn(self) -> None:
         """The session ended or cancelled the turn in progress: watch for a new one."""
         self._detector.reset()

@@ -519,7 +519,7 @@ class VoiceSession:
         silence = listener.silence_s
         if turn.early_final is None and turn.asr is not None and after > 0 and silence >= after:
             asr, turn.asr = turn.asr, None
-            turn.early_final = asyncio.create_task(self._final_transcript(asr))
+            turn.early_final = asyncio.create_task(self._heard_so_far(turn, asr, listener))
         elif turn.early_final is not None and silence == 0.0:
             turn.early_final.cancel()  # its stream is closed as it ends
             turn.early_final = None
@@ -528,6 +528,16 @@ class VoiceSession:
             turn.asr.feed(bytes(turn.audio))
 
     async def _on_turn_event(self, event: TurnEvent) -> None:
+        log.debug(
+            "hands-free %s",
+            type(event).__name__,
+            extra={
+                "session": self.session_id,
+                "turn": self.turn.number,
+                "phase": self.phase.value,
+                "at": event.at,
+            },
+        )
         if isinstance(event, TurnEnded):
             turn = self.turn
             if turn.phase is Phase.LISTENING and turn.trigger == "speech":
@@ -580,6 +590,15 @@ class VoiceSession:
 
     def _launch(self, turn: VoiceTurn, work: Coroutine[Any, Any, None]) -> None:
         turn.task = asyncio.create_task(work, name=f"turn-{self.session_id}-{turn.number}")
+
+    async def _heard_so_far(self, turn: VoiceTurn, asr: AsrStream, listener: Listener) -> str:
+        """An early final: the whole turn so far decoded, which also tells the turn detector what
+        was said up to the pause (partials lag the speech by up to a chunk, so the last one
+        before a pause often misses the last words and looks unfinished)."""
+        text = await self._final_transcript(asr)
+        if self.turn is turn and turn.phase is Phase.LISTENING:
+            listener.heard_so_far(text)
+        return text
 
     async def _final_transcript(self, asr: AsrStream) -> str:
         """The rest of the recording decoded: its final transcript (the stream is closed after)."""

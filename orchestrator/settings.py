@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     turn_unfinished_extension_s: float = Field(
         default=0.6, ge=0, le=5, description="Silence added when the partial transcript sounds unfinished."
     )
+    turn_finished_hangover_s: float = Field(
+        default=0.7, gt=0, le=5, description="Silence that ends a turn whose words so far read as finished."
+    )
     turn_early_final_s: float = Field(
         default=0.25, ge=0, le=5, description="Silence after which the final transcript is started early."
     )
@@ -264,6 +267,7 @@ class Settings(BaseSettings):
             hangover_s=self.turn_hangover_s,
             unfinished_extension_s=self.turn_unfinished_extension_s,
             early_final_s=self.turn_early_final_s,
+            finished_hangover_s=self.turn_finished_hangover_s,
             echo_correlation=self.echo_correlation,
             echo_excess_db=self.echo_excess_db,
             echo_max_lag_s=self.echo_max_lag_s,

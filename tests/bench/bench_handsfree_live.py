@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ INTERRUPTIONS = (
 )
 LLM_MAX_TOKENS = 40  # short answers: the bench measures turn taking, not generation
 LOG_DIR = REPO / "build" / "bench" / "handsfree-live-logs"
+HANGOVER_MARGIN_S = 2.0  # the longest hangover (0.7 + 0.6 s) and an ASR decode
 
 
 def _pcm(x: np.ndarray[Any, Any]) -> bytes:
@@ -80,8 +82,12 @@ class Conversation:
         return fresh
 
     async def quiet(self, timeout_s: float = 240.0) -> None:
-        """Until every turn started has ended and its audio has played out."""
+        """Until everything queued has been said, every turn started has ended (a turn starts
+        a moment after its speech does, so first the longest hangover goes by), and its audio
+        has played out."""
         deadline = time.monotonic() + timeout_s
+        await self.mic.said()
+        await asyncio.sleep(HANGOVER_MARGIN_S)
 
         def all_done() -> bool:
             started = {e["turn"] for e in self.mic.of("turn.started")}
@@ -148,7 +154,7 @@ async def not_turns(mic: LiveMic, convo: Conversation) -> dict[str, Any]:
 
 async def echo_and_barge_in(mic: LiveMic, convo: Conversation) -> dict[str, Any]:
     question = _pcm(_trim(_speak(QUESTION)))
-    false_barge_ins, latencies, detected, hum_barge_ins = 0, [], 0, 0
+    false_barge_ins, latencies, detected, hum_barge_ins, unanswered = 0, [], 0, 0, 0
     for interruption in INTERRUPTIONS:
         # An answer that plays and echoes to its end: no audio.clear may come.
         convo.new_turns()
@@ -160,6 +166,9 @@ async def echo_and_barge_in(mic: LiveMic, convo: Conversation) -> dict[str, Any]
         # The next answer, spoken over as soon as it starts playing.
         mic.say(question)
         first = await _next_answer(mic, convo)
+        if first < 0:
+            unanswered += 1
+            continue
         spoken_at, _ = mic.say(_pcm(_trim(_speak(interruption, "en-us+f3"))))
         try:
             at, _ = await mic.wait_for("audio.clear", 30.0, where=lambda e, t=first: e["turn"] == t)
@@ -172,6 +181,9 @@ async def echo_and_barge_in(mic: LiveMic, convo: Conversation) -> dict[str, Any]
         # A backchannel over an answer.
         mic.say(question)
         first = await _next_answer(mic, convo)
+        if first < 0:
+            unanswered += 1
+            continue
         mic.say(_pcm(_trim(_speak("mm-hmm", "en-us+f3"))))
         await convo.quiet()
         hum_barge_ins += any(e["turn"] == first for e in mic.of("audio.clear"))
@@ -188,11 +200,13 @@ async def echo_and_barge_in(mic: LiveMic, convo: Conversation) -> dict[str, Any]
         },
         "backchannels_over_answers": len(INTERRUPTIONS),
         "barge_ins_from_backchannel": hum_barge_ins,
+        "questions_with_no_answer_audio": unanswered,  # within 120 s: a turn never started, or failed
     }
 
 
 async def _next_answer(mic: LiveMic, convo: Conversation) -> int:
-    """The turn of the question just asked, once its answer's audio has started arriving."""
+    """The turn of the question just asked, once its answer's audio has started arriving (-1:
+    none came; the conversation is then let go quiet)."""
     turn = -1
 
     def speaking() -> bool:
@@ -202,40 +216,67 @@ async def _next_answer(mic: LiveMic, convo: Conversation) -> int:
         turn = playing[0] if playing else -1
         return turn > 0
 
-    await mic.until(speaking, "an answer's audio")
+    try:
+        await mic.until(speaking, "an answer's audio", timeout_s=120.0)
+    except AssertionError as e:
+        print(f"no answer audio: {e}", file=sys.stderr)
+        await convo.quiet()
+        convo.new_turns()
+        return -1
     return turn
 
 
-async def run(url: str) -> dict[str, Any]:
+async def _session(
+    url: str, echo: tuple[float, float] | None = None
+) -> AsyncIterator[tuple[LiveMic, Conversation]]:
     ws_url = url.replace("http://", "ws://") + "/v1/voice"
     async with websockets.connect(ws_url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "session.start", "mode": "hands_free"}))
         ready = json.loads(await ws.recv())
         assert ready.get("mode") == "hands_free", ready
-        async with LiveMic(ws) as mic:
-            convo = Conversation(mic)
+        async with LiveMic(ws, echo=echo) as mic:
             await asyncio.sleep(1.0)
-            result = {"pauses": await pauses(mic, convo), "not_turns": await not_turns(mic, convo)}
-        async with websockets.connect(ws_url, max_size=None) as ws2:
-            await ws2.send(json.dumps({"type": "session.start", "mode": "hands_free"}))
-            await ws2.recv()
-            async with LiveMic(ws2, echo=ECHO) as mic2:
-                await asyncio.sleep(1.0)
-                result["echo"] = await echo_and_barge_in(mic2, Conversation(mic2))
+            yield mic, Conversation(mic)
+
+
+async def run(url: str, sections: Sequence[str], sweep: dict[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if "pauses" in sections or "not_turns" in sections:
+        async with contextlib.asynccontextmanager(_session)(url) as (mic, convo):
+            if "pauses" in sections:
+                result["pauses"] = await pauses(mic, convo)
+            if "not_turns" in sections:
+                result["not_turns"] = await not_turns(mic, convo)
+    if "echo" in sections:
+        async with contextlib.asynccontextmanager(_session)(url, ECHO) as (mic, convo):
+            result["echo"] = await echo_and_barge_in(mic, convo)
+    for name, variant_url in sweep.items():  # the pauses again on a gateway with other settings
+        async with contextlib.asynccontextmanager(_session)(variant_url) as (mic, convo):
+            result.setdefault("pauses_sweep", {})[name] = await pauses(mic, convo)
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--sections", default="pauses,not_turns,echo", help="which parts to run")
+    parser.add_argument(
+        "--finished-hangover",
+        default="",
+        help="also run the pauses with these VOICEBOT_TURN_FINISHED_HANGOVER_S values (comma-separated)",
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()
     started = time.monotonic()
     env = {"VOICEBOT_LLM_MAX_TOKENS": str(LLM_MAX_TOKENS), "VOICEBOT_TRITON_TIMEOUT_S": "120"}
-    with local_stack(LOG_DIR, [REPO / "docs"], env) as stack:
-        live = asyncio.run(run(stack.gateway_url))
+    values = [v for v in args.finished_hangover.split(",") if v]
+    variants = {f"finished_hangover_s={v}": {"VOICEBOT_TURN_FINISHED_HANGOVER_S": v} for v in values}
+    with local_stack(LOG_DIR, [REPO / "docs"], env, variants) as stack:
+        sweep = {name: stack.variant_urls[name] for name in variants}
+        live = asyncio.run(run(stack.gateway_url, args.sections.split(","), sweep))
     live |= {
         "command": "make bench-handsfree (python -m tests.bench.bench_handsfree_live)",
+        "sections": args.sections,
         "wall_s": round(time.monotonic() - started, 1),
         "machine": machine(load),
     }

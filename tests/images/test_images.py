@@ -136,6 +136,19 @@ async def _typed_turn(url: str, text: str) -> list[dict[str, Any]]:
                 return events
 
 
+def test_the_gateway_image_offers_hands_free(stack: Stack) -> None:
+    # Its VAD (onnxruntime and Silero's model file) is in the image: the session starts hands-free,
+    # with no "hands-free is not available" error before it.
+    async def start() -> dict[str, Any]:
+        url = stack.gateway_url.replace("http://", "ws://") + f"/v1/voice?token={_token(stack)}"
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "session.start", "mode": "hands_free"}))
+            return dict(json.loads(await asyncio.wait_for(ws.recv(), timeout=30)))
+
+    first = asyncio.run(start())
+    assert (first["type"], first.get("mode")) == ("session.ready", "hands_free"), first
+
+
 def test_the_gateway_stays_ready_while_triton_restarts(stack: Stack) -> None:
     """Last (it stops Triton): the gateway container keeps passing its readiness probe, degraded,
     and a turn says model_unavailable, instead of every gateway pod leaving the Service."""

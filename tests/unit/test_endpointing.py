@@ -72,6 +72,38 @@ def test_unsure_windows_neither_break_a_run_nor_count_for_it() -> None:
     assert isinstance(event, SpeechStarted)  # the run began 0.36 s ago and was never broken
 
 
+@pytest.mark.parametrize(
+    ("heard", "expected_s"),
+    [
+        ("Which port does the gateway use?", 0.45),  # the whole turn, finished: the short hangover
+        ("Which port does the", 0.7 + 0.6),  # unfinished: the base hangover and the extension
+    ],
+)
+def test_what_was_heard_up_to_a_pause_sets_the_hangover(heard: str, expected_s: float) -> None:
+    det, clock = _detector(finished_hangover_s=0.45)
+    _play(det, clock, SPEECH, 1.0)
+    det.partial("Which port does")  # the last partial lags behind the speech
+    _play(det, clock, SILENCE, 0.25)
+    det.heard_so_far(heard)  # the early final of the turn up to the pause
+    (ended,) = _play(det, clock, SILENCE, 2.0)
+    assert isinstance(ended, TurnEnded)
+    assert ended.hangover_s == pytest.approx(expected_s)
+    assert ended.at - ended.speech_end == pytest.approx(expected_s, abs=WINDOW_S)
+
+
+def test_speech_after_an_early_final_makes_it_a_partial_again() -> None:
+    det, clock = _detector(finished_hangover_s=0.45)
+    _play(det, clock, SPEECH, 1.0)
+    _play(det, clock, SILENCE, 0.3)
+    det.heard_so_far("How do I install the chart?")
+    assert _play(det, clock, SPEECH, 0.5) == []  # the speaker goes on
+    _play(det, clock, SILENCE, 0.5)  # past the short hangover: no end, it was only a partial now
+    assert det.phase is Phase.PAUSED
+    (ended,) = _play(det, clock, SILENCE, 1.0)
+    assert isinstance(ended, TurnEnded)
+    assert ended.hangover_s == pytest.approx(0.7)
+
+
 def test_the_turn_ends_after_the_hangover() -> None:
     det, clock = _detector()
     _play(det, clock, SPEECH, 1.0)
