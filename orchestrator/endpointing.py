@@ -164,6 +164,7 @@ _UNFINISHED_WORDS = _words(
     "um umm uh uhm er erm"
 )
 _TERMINAL = (".", "?", "!")
+_PUNCTUATION = ".?!,;:"
 ECHO_BREAK_S = 0.3  # echo this long ends a run of speech that has not started a turn yet
 _CONTINUING = (",", ";", ":", "-", "\u2013", "\u2014", "\u2026", "...")
 _WORD = re.compile(r"[a-z']+")
@@ -172,7 +173,11 @@ _WORD = re.compile(r"[a-z']+")
 def looks_unfinished(partial: str) -> bool:
     """Whether a partial transcript reads as a sentence still going: it ends on a word after
     which English does not stop (`_UNFINISHED_WORDS`), on a comma or dash, or without terminal
-    punctuation. An empty partial says nothing, so it is not "unfinished"."""
+    punctuation. An empty partial says nothing, so it is not "unfinished".
+
+    A transcript with no punctuation at all comes from an ASR that is not punctuating (Whisper
+    follows its prompt's style, and the collection's vocabulary prompt is a bare list of terms):
+    its missing full stop says nothing, so only its last word decides."""
     text = partial.strip()
     if not text:
         return False
@@ -181,6 +186,8 @@ def looks_unfinished(partial: str) -> bool:
     words = _WORD.findall(text.lower())
     if words and words[-1] in _UNFINISHED_WORDS:
         return True
+    if not any(mark in text for mark in _PUNCTUATION):
+        return False
     return not text.endswith(_TERMINAL)
 
 

@@ -183,7 +183,10 @@ def test_a_partial_outside_a_turn_is_ignored_and_reset_abandons_the_turn() -> No
         ("I want to know about", True),
         ("the logs, um", True),
         ("the logs,", True),
-        ("which port does the gateway use", True),  # no terminal punctuation
+        ("Which port does the gateway, the public one", True),  # punctuated, but no full stop
+        # An ASR that punctuates nothing (the vocabulary prompt's style): only the last word tells.
+        ("which port does the gateway use", False),
+        ("which port does the gateway use when it runs in the", True),
         ("Is it of.", True),  # Whisper puts a full stop after a dangling preposition too
         ("", False),
     ],
