@@ -56,10 +56,11 @@ def heard_the_question(text: str) -> bool:
     """Whether the gateway heard the e2e's question (conftest.QUESTION) in `text`.
 
     Whisper tiny.en mishears this espeak-ng speech (the words after "keep" especially); the words
-    retrieval needs survive, give or take a space. (The docs, which the stack ingests, must not
-    quote the mishearing: tests/unit/test_docs_corpus.py.)"""
+    retrieval needs survive, give or take a space or an "s". (The docs, which the stack ingests,
+    must not quote the mishearing: tests/unit/test_docs_corpus.py.)"""
     squashed = re.sub(r"[^a-z]", "", text.lower())
-    return "localstack" in squashed and "keep" in squashed
+    # "local stack", or as heard through the page's resampler: "locals tack", "locals stack".
+    return re.search("locals?s?tack", squashed) is not None and "keep" in squashed
 
 
 def right_or_declined(tap: VoiceSocketTap, fact: str, passage_fact: str, turn: int | None = None) -> None:

@@ -106,12 +106,13 @@ def test_a_hands_free_conversation_with_echo_a_backchannel_and_a_barge_in(short_
         {1: "ok", 2: "ignored", 3: "cancelled", 4: "ok"},
     )
 
-    # What was heard is what was said (Whisper tiny.en may split "local stack" oddly).
-    assert "localstack" in _squashed(_final(mic, 1)), _final(mic, 1)
+    # What was heard is what was said (Whisper tiny.en may hear "local stack" as "locals tack" or
+    # "locals stack").
+    assert re.search("locals?s?tack", _squashed(_final(mic, 1))), _final(mic, 1)
     assert "start" in _squashed(_final(mic, 1))
     assert not [e for e in mic.of("transcript.final") if e["turn"] == 2]  # the hum is no question
     # Whisper tiny.en hears espeak's "keep its logs" as "keep it slugs": the words retrieval needs survive.
-    assert "localstackkeep" in _squashed(_final(mic, 3)), _final(mic, 3)
+    assert re.search("locals?s?tackkeep", _squashed(_final(mic, 3))), _final(mic, 3)
     assert "start" in _squashed(_final(mic, 4)), _final(mic, 4)
     for turn in (1, 4) if outcomes[3] == "cancelled" else (1, 3, 4):
         _right_or_declined(mic, turn)
