@@ -289,14 +289,8 @@ class Evidence:
     """The passages of one answer, indexed for the checks above. Passage n is `passages[n-1]`:
     its text together with its title and headings, which the LLM reads with it."""
 
-    def __init__(self, question: str, passages: Sequence[str], headings: Sequence[str] = ()) -> None:
+    def __init__(self, question: str, passages: Sequence[str]) -> None:
         self.question_terms = set(terms(question))
-        # The question's words the passages' titles and headings hold are why those passages were
-        # found, not what the question asks of them: an answer sharing only those may be about
-        # anything in the section ("Where does the local stack keep its logs?", misheard as
-        # "... keep it slugs", answered with the local stack section's opening about its parts).
-        heading_terms = set().union(*(set(terms(h)) for h in headings)) if headings else set()
-        self.topic_terms = (self.question_terms - heading_terms) or self.question_terms
         self.passage_terms = [set(terms(p)) for p in passages]
         self.vocabulary: set[str] = set().union(*self.passage_terms) if self.passage_terms else set()
         self._said: list[set[str]] = []
@@ -336,7 +330,7 @@ class Evidence:
         grounded = support(words, self.vocabulary | self.question_terms)
         if grounded < MIN_SENTENCE_SUPPORT:
             return Verdict(keep=False, text="", reason=DeclineReason.UNSUPPORTED)
-        if not self._said and len(self.question_terms) >= MIN_TOPIC_TERMS and not words & self.topic_terms:
+        if not self._said and len(self.question_terms) >= MIN_TOPIC_TERMS and not words & self.question_terms:
             # A first sentence that shares no word with a question that says what it is about
             # answers something else: a passage's opening copied, or what the ASR misheard. On the
             # tuning half no right answer began so, while wrong ones did (docs/quality.md).

@@ -227,7 +227,6 @@ async def answer(
         Evidence(
             question,
             [" ".join([s.title, *s.heading_path, s.text[: options.passage_chars]]) for s in result.sources],
-            headings=[" ".join([s.title, *s.heading_path]) for s in result.sources],
         )
         if result.sources_available
         else None
