@@ -80,6 +80,22 @@ def right_or_declined(tap: VoiceSocketTap, fact: str, passage_fact: str, turn: i
     assert any(passage_fact in s["text"].lower() for s in cited), [s["text"][:200] for s in cited]
 
 
+def cited_or_declined(tap: VoiceSocketTap, turn: int | None = None) -> None:
+    """The turn's answer (default: the last one) is the stable decline, or every sentence of it
+    is backed by a passage it cites: each cited passage shares words with the answer."""
+    done = [e for e in tap.events("answer.done") if turn is None or e["turn"] == turn][-1]
+    if done["declined"]:
+        assert (done["text"], done["citations"]) == (NO_ANSWER, []), done
+        return
+    given = [e for e in tap.events("sources") if e["turn"] == done["turn"]][-1]
+    sources = {s["n"]: s for s in given["sources"]}
+    assert done["citations"], f"the answer cites nothing: {done}"
+    words = set(re.findall(r"[a-z]{4,}", done["text"].lower()))
+    for n in done["citations"]:
+        assert n in sources, (n, list(sources))
+        assert words & set(re.findall(r"[a-z]{4,}", sources[n]["text"].lower())), (done["text"], n)
+
+
 class TalkPage:
     """The push-to-talk page."""
 
