@@ -117,9 +117,10 @@ def _migration_urls() -> tuple[str, str]:
 def _parse_limits() -> ParseLimits:
     """The same parsing limits as the gateway's uploads (VOICEBOT_PARSE_*)."""
     from ingest.limits import limits_from_settings
-    from orchestrator.settings import get_settings
+    from orchestrator.settings import get_client_settings
 
-    return limits_from_settings(get_settings())
+    # Client settings: the ingest Job is not given the gateway's signing secret (it signs nothing).
+    return limits_from_settings(get_client_settings())
 
 
 def _triton_url() -> tuple[str, float]:
