@@ -62,3 +62,14 @@ def test_progress_bar_on_a_terminal() -> None:
     bar(FileResult("file:///a.md", "ingested", path=Path("a.md")), 1, 4)
     assert "1/4" in stream.getvalue()
     assert "a.md" in stream.getvalue()
+
+
+def test_ingest_loads_its_settings_without_the_gateways_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The chart's ingest Job (and test-images' ingest container) gets no signing secret: the
+    # parsing limits must come from the client settings, which do not ask for one.
+    from ingest.commands import _parse_limits
+
+    monkeypatch.setenv("VOICEBOT_DEV_MODE", "false")
+    monkeypatch.delenv("VOICEBOT_AUTH_SECRET", raising=False)
+    monkeypatch.setenv("VOICEBOT_PARSE_MAX_PAGES", "7")
+    assert _parse_limits().max_pages == 7
