@@ -53,7 +53,6 @@ class Listener:
         self._kept = bytearray()  # the last PREROLL_S of input
         self._playing_until = -math.inf  # when the audio sent so far ends playing (input clock)
         self.playing_turn: int | None = None  # the turn whose audio the client plays (or last played)
-        self.level_db = -100.0  # the latest window's level (dBFS)
         self._voiced_since: float | None = None  # start of the current run of VAD speech, echo or not
 
     @property
@@ -84,7 +83,6 @@ class Listener:
         events: list[TurnEvent] = []
         for window in self._vad.feed(pcm):
             self._now = window.end_s
-            self.level_db = window.level_db
             if window.probability >= self.settings.speech_threshold:
                 if self._voiced_since is None:
                     self._voiced_since = window.end_s - WINDOW_S

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -242,16 +241,16 @@ async def _session(
 async def run(url: str, sections: Sequence[str], sweep: dict[str, str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if "pauses" in sections or "not_turns" in sections:
-        async with contextlib.asynccontextmanager(_session)(url) as (mic, convo):
+        async with _session(url) as (mic, convo):
             if "pauses" in sections:
                 result["pauses"] = await pauses(mic, convo)
             if "not_turns" in sections:
                 result["not_turns"] = await not_turns(mic, convo)
     if "echo" in sections:
-        async with contextlib.asynccontextmanager(_session)(url, ECHO) as (mic, convo):
+        async with _session(url, ECHO) as (mic, convo):
             result["echo"] = await echo_and_barge_in(mic, convo)
     for name, variant_url in sweep.items():  # the pauses again on a gateway with other settings
-        async with contextlib.asynccontextmanager(_session)(variant_url) as (mic, convo):
+        async with _session(variant_url) as (mic, convo):
             result.setdefault("pauses_sweep", {})[name] = await pauses(mic, convo)
     return result
 

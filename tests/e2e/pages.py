@@ -96,6 +96,15 @@ def cited_or_declined(tap: VoiceSocketTap, turn: int | None = None) -> None:
         assert words & set(re.findall(r"[a-z]{4,}", sources[n]["text"].lower())), (done["text"], n)
 
 
+def answered_right(tap: VoiceSocketTap, heard: str, turn: int | None = None) -> None:
+    """The logs question's answer: right or declined when the ASR heard "logs"; when it lost the
+    word ("keep it slugs"), declined or cited (the right answer cannot be asked then: #12)."""
+    if "logs" in re.sub(r"[^a-z]", "", heard.lower()):
+        right_or_declined(tap, "voicebot", ".voicebot/logs", turn=turn)
+    else:
+        cited_or_declined(tap, turn=turn)
+
+
 class TalkPage:
     """The push-to-talk page."""
 

@@ -7,7 +7,6 @@ answered right or declined (never invented), as in push-to-talk (tests/e2e/test_
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 
@@ -19,9 +18,8 @@ from tests.e2e.pages import (
     ANSWER_TIMEOUT_MS,
     CONNECT_TIMEOUT_MS,
     TalkPage,
-    cited_or_declined,
+    answered_right,
     heard_the_question,
-    right_or_declined,
 )
 from tests.e2e.scripted_mic import AUTOPLAY_FLAG, ScriptedMic
 from tests.speech import speak_pcm16
@@ -81,15 +79,6 @@ class HandsFree:
         return str(next(e["text"] for e in self.talk.tap.events("transcript.final") if e["turn"] == turn))
 
 
-def _answered_right(talk: TalkPage, hands_free: HandsFree, turn: int) -> None:
-    """Right or declined when the word asked about was heard; otherwise declined or cited (as in
-    tests/e2e/test_talk.py: the right answer cannot be asked once the ASR lost the word)."""
-    if "logs" in re.sub(r"[^a-z]", "", hands_free.final(turn).lower()):
-        right_or_declined(talk.tap, "voicebot", ".voicebot/logs", turn=turn)
-    else:
-        cited_or_declined(talk.tap, turn=turn)
-
-
 def test_hands_free_two_questions_a_hum_and_a_barge_in_with_no_button(
     live_gateway: GatewayProcess, contexts: Contexts
 ) -> None:
@@ -107,7 +96,7 @@ def test_hands_free_two_questions_a_hum_and_a_barge_in_with_no_button(
     expect(hands_free.panel).to_have_attribute("data-state", "hearing", timeout=30_000)
     assert hands_free.outcome(first) == "ok"
     assert heard_the_question(hands_free.final(first)), hands_free.final(first)
-    _answered_right(talk, hands_free, first)
+    answered_right(talk.tap, hands_free.final(first), turn=first)
     talk.wait_done(talk.turn(first))
     talk.wait_audio_played()
     level = float(page.get_by_test_id("level-meter").get_attribute("data-level") or 0)
@@ -140,7 +129,7 @@ def test_hands_free_two_questions_a_hum_and_a_barge_in_with_no_button(
     expect(talk.audio_status).to_have_attribute("data-playing", "false", timeout=10_000)
     assert hands_free.outcome(third) == "ok"
     assert heard_the_question(hands_free.final(third)), hands_free.final(third)
-    _answered_right(talk, hands_free, third)
+    answered_right(talk.tap, hands_free.final(third), turn=third)
     talk.wait_done(talk.turn(third))
     assert "start" in hands_free.final(second).lower(), hands_free.final(second)
     # The conversation holds the three questions, the interrupted one included; no hum.
