@@ -158,7 +158,7 @@ class Models(Protocol):
         self, prompt: str, *, max_tokens: int, stop: list[str], usage: Usage | None = None
     ) -> AsyncGenerator[str, None]: ...
 
-    async def prefill(self, prompt: str) -> int | None: ...
+    async def prefill(self, prompt: str) -> Usage | None: ...
 
     def synthesize(
         self, text: str, *, voice: str = "", speaking_rate: float = 1.0
@@ -399,11 +399,12 @@ class ModelClients:
     def real_in_flight(self) -> bool:
         return self._real > 0
 
-    async def prefill(self, prompt: str) -> int | None:
+    async def prefill(self, prompt: str) -> Usage | None:
         """Speculative: have the model evaluate `prompt` (a prompt prefix) so its state is cached.
 
         Skipped (None) while a real generation is in flight, and cancelled (None) when one
-        starts; otherwise the prompt's token count. Errors are not raised: speculation is optional."""
+        starts; otherwise the prompt's token counts (`cached_tokens`: those it held already).
+        Errors are not raised: speculation is optional."""
         if self.real_in_flight():
             return None
         spec = _Speculative(prompt, asyncio.current_task())
@@ -413,6 +414,7 @@ class ModelClients:
 
         def convert(result: Any) -> None:
             usage.prompt_tokens = _first_int(result, "num_input_tokens") or usage.prompt_tokens
+            usage.cached_tokens = _first_int(result, "num_cached_tokens") or usage.cached_tokens
             return None
 
         try:
@@ -429,7 +431,7 @@ class ModelClients:
             return None
         finally:
             self._speculative.discard(spec)
-        return usage.prompt_tokens
+        return usage
 
     def synthesize(
         self, text: str, *, voice: str = "", speaking_rate: float = 1.0

@@ -43,6 +43,7 @@ from orchestrator.prompt import (
     Prompt,
     PromptFormat,
     build_prompt,
+    conversation_prefix,
     stop_strings,
 )
 from orchestrator.protocol import (
@@ -172,6 +173,11 @@ def prompt_for(
     return build_prompt(
         question, passages, history, fmt=options.prompt_format, passage_chars=options.passage_chars
     )
+
+
+def conversation_for(history: Sequence[Exchange], options: AnswerOptions) -> str:
+    """What every prompt of the next turn starts with, whatever its passages and question."""
+    return conversation_prefix(history, fmt=options.prompt_format)
 
 
 async def answer(

@@ -71,6 +71,9 @@ class Prompt:
     text: str
 
 
+PASSAGES_LEAD = "Passages:\n"
+
+
 def _context(passages: Sequence[Passage], passage_chars: int) -> str:
     blocks = []
     for n, passage in enumerate(passages, start=1):
@@ -101,7 +104,7 @@ def build_messages(
         messages.append(("user", QUESTION_LEAD + neutral(question)))
     else:
         context = _context(passages, passage_chars) if passages else "(no passage matched the question)"
-        messages.append(("user", f"Passages:\n{context}\n\n{QUESTION_LEAD}{neutral(question)}"))
+        messages.append(("user", f"{PASSAGES_LEAD}{context}\n\n{QUESTION_LEAD}{neutral(question)}"))
     return messages
 
 
@@ -109,21 +112,25 @@ def _turn_end(fmt: PromptFormat) -> str:
     return "<|im_end|>\n" if fmt == "chatml" else "<|eot_id|>"
 
 
+def _turn_start(role: str, fmt: PromptFormat) -> str:
+    return f"<|im_start|>{role}\n" if fmt == "chatml" else f"<|start_header_id|>{role}<|end_header_id|>\n\n"
+
+
 def _turn(role: str, content: str, fmt: PromptFormat) -> str:
-    if fmt == "chatml":
-        return f"<|im_start|>{role}\n{content}{_turn_end(fmt)}"
-    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}{_turn_end(fmt)}"
+    return f"{_turn_start(role, fmt)}{content}{_turn_end(fmt)}"
 
 
 def _assistant_start(fmt: PromptFormat) -> str:
-    return (
-        "<|im_start|>assistant\n" if fmt == "chatml" else "<|start_header_id|>assistant<|end_header_id|>\n\n"
-    )
+    return _turn_start("assistant", fmt)
+
+
+def _begin(fmt: PromptFormat) -> str:
+    return "" if fmt == "chatml" else "<|begin_of_text|>"
 
 
 def render(messages: Sequence[tuple[str, str]], fmt: PromptFormat) -> str:
     body = "".join(_turn(role, content, fmt) for role, content in messages)
-    return ("" if fmt == "chatml" else "<|begin_of_text|>") + body + _assistant_start(fmt)
+    return _begin(fmt) + body + _assistant_start(fmt)
 
 
 def build_prompt(
@@ -138,6 +145,15 @@ def build_prompt(
     text = render(build_messages(question, passages, history, passage_chars=passage_chars), fmt)
     tail = len(neutral(question)) + len(_turn_end(fmt)) + len(_assistant_start(fmt))
     return Prompt(prefix=text[:-tail], text=text)
+
+
+def conversation_prefix(history: Sequence[Exchange] = (), *, fmt: PromptFormat) -> str:
+    """The start every prompt of this conversation's next turn shares, whatever its passages and
+    question: instructions, earlier exchanges, and the last message up to its first passage.
+    Known when the user starts speaking, so it is warmed first (orchestrator/speculation.py)."""
+    messages = build_messages("", [], history)[:-1]
+    body = "".join(_turn(role, content, fmt) for role, content in messages)
+    return _begin(fmt) + body + _turn_start("user", fmt) + PASSAGES_LEAD
 
 
 def stop_strings(fmt: PromptFormat) -> list[str]:

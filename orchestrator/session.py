@@ -50,6 +50,7 @@ from orchestrator.pipeline import (
     Sink,
     Source,
     answer,
+    conversation_for,
     prompt_for,
 )
 from orchestrator.prompt import HISTORY_TURNS, Exchange
@@ -247,6 +248,7 @@ class VoiceSession:
         # The current turn: before session.start a NEW placeholder, then IDLE until the first turn.
         self.turn = VoiceTurn(0, Phase.NEW)
         self._writes: set[asyncio.Task[None]] = set()
+        self._warming: asyncio.Task[Any] | None = None  # the next turn's conversation prefix
 
     @property
     def phase(self) -> Phase:
@@ -320,6 +322,8 @@ class VoiceSession:
 
     async def close(self) -> None:
         await self._cancel(notify=False)
+        if self._warming is not None:
+            self._warming.cancel()
         if self._writes:  # turns being recorded get their chance to land
             await asyncio.wait(self._writes, timeout=STORE_WRITE_TIMEOUT_S)
         if self.phase is not Phase.NEW:
@@ -367,6 +371,18 @@ class VoiceSession:
                 mode=self.mode,
             )
         )
+        self._warm_next_turn()
+
+    def _warm_next_turn(self) -> None:
+        """Idle time: have the model hold what the next turn's prompt starts with (instructions
+        and the conversation so far), so that speculation during the next question starts from
+        its passages. Speculative like the rest: it yields to every real generation."""
+        if not self.config.speculation:
+            return
+        if self._warming is not None:
+            self._warming.cancel()
+        prefix = conversation_for(self.history[-HISTORY_TURNS:], self.config.options)
+        self._warming = asyncio.create_task(self.context.models.prefill(prefix), name="warm-next-turn")
 
     async def _update(self, message: SessionUpdate) -> None:
         if message.mode != self.mode and self.phase is Phase.LISTENING:
@@ -466,7 +482,15 @@ class VoiceSession:
         def prefix_for(sources: Sequence[Source]) -> str:
             return prompt_for("", sources, history, options).prefix
 
-        return Speculator(self.context.retrieve, self.context.models, prefix_for, self.metrics)
+        speculator = Speculator(
+            self.context.retrieve,
+            self.context.models,
+            prefix_for,
+            self.metrics,
+            conversation=conversation_for(history, options),
+        )
+        speculator.start()
+        return speculator
 
     async def _turn_end(self) -> None:
         turn = self.turn
@@ -651,10 +675,13 @@ class VoiceSession:
             return
         finally:
             if turn.speculator is not None:  # a spoken turn: say what its speculation did
-                turn.timings.extra.update(turn.speculator.stats.as_timings())
+                speculator = turn.speculator
                 await turn.stop_speculating()
+                speculator.stats.settle(turn.timings.llm_cached_tokens, speculator.cached_before or 0)
+                turn.timings.extra.update(speculator.stats.as_timings())
         self.history.append(Exchange(question, result.text))
         del self.history[:-HISTORY_TURNS]  # bounded: only the recent exchanges go into prompts
+        self._warm_next_turn()
         await self._finish(turn, Phase.DONE, result=result)
 
     async def _finish(

@@ -278,12 +278,22 @@ def speculation_summary(records: Sequence[TurnRecord]) -> dict[str, Any]:
     """Hit rate over the spoken turns that finished, and the prefill compute kept or thrown away
     (prompt tokens the model evaluated for prefixes the answer did not use)."""
     outcomes: Counter[str] = Counter(str(r.timings.get("speculation") or "off") for r in records if r.outcome)
-    decided = outcomes["hit"] + outcomes["miss"] + outcomes["none"]
+    decided = outcomes["hit"] + outcomes["partial"] + outcomes["miss"] + outcomes["none"]
     spent = sum(int(r.timings.get("speculative_tokens") or 0) for r in records)
     wasted = sum(int(r.timings.get("speculative_wasted_tokens") or 0) for r in records)
+    after_release = [
+        float(prompt) - float(cached)
+        for r in records
+        if isinstance(prompt := r.timings.get("llm_prompt_tokens"), int | float)
+        and isinstance(cached := r.timings.get("llm_cached_tokens"), int | float)
+    ]
     return {
         "outcomes": dict(sorted(outcomes.items())),
         "hit_rate": round(outcomes["hit"] / decided, 3) if decided else None,
+        # a partial hit reuses the warmed prompt's first passages; it is not counted as a hit
+        "partial_rate": round(outcomes["partial"] / decided, 3) if decided else None,
+        # the answer's prompt tokens the model still had to evaluate after the release
+        "tokens_after_release": summary(after_release),
         "prefill_tokens": spent,
         "wasted_tokens": wasted,
         "wasted_share": round(wasted / spent, 3) if spent else None,

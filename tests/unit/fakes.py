@@ -81,7 +81,7 @@ class FakeModels:
         self.spoken: list[str] = []
         self.closed: list[str] = []  # "llm" / "tts" as each stream is closed
         self.chunks: list[tuple[int, bool, bool]] = []  # (samples, start, end) sent to the ASR
-        self.prefill_cancelled = False
+        self.prefills_cancelled: list[str] = []  # their prompts, in order
         self.speaking = asyncio.Event()
 
     async def transcribe_chunk(
@@ -112,15 +112,15 @@ class FakeModels:
         finally:
             self.closed.append("llm")
 
-    async def prefill(self, prompt: str) -> int | None:
+    async def prefill(self, prompt: str) -> Usage | None:
         self.prefilled.append(prompt)
         if self.block_prefill:
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
-                self.prefill_cancelled = True
+                self.prefills_cancelled.append(prompt)
                 raise
-        return self.prefill_tokens
+        return Usage(prompt_tokens=self.prefill_tokens)
 
     async def synthesize(
         self, text: str, *, voice: str = "", speaking_rate: float = 1.0

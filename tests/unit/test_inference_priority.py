@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.inference import ModelClients
+from orchestrator.inference import ModelClients, Usage
 
 
 class _Result:
@@ -40,7 +40,8 @@ class _Call:
             self.client.prefilling.set()
             await self.client.release_prefill.wait()
             self.client.finished.append(self.prompt)
-            yield _Result({"num_input_tokens": np.array([120], dtype=np.uint32)}), None
+            counts = {"num_input_tokens": 120, "num_cached_tokens": 30}
+            yield _Result({k: np.array([v], dtype=np.uint32) for k, v in counts.items()}), None
             return
         text = np.array([b"Port 8080."], dtype=np.object_)
         yield _Result({"text_output": text}), None
@@ -84,7 +85,7 @@ async def _generate(models: ModelClients, prompt: str) -> str:
 
 
 def test_a_real_generation_cancels_another_sessions_prefill() -> None:
-    async def scenario() -> tuple[FakeTriton, int | None, str]:
+    async def scenario() -> tuple[FakeTriton, Usage | None, str]:
         triton = FakeTriton()
         models = ModelClients(triton, timeout_s=5)  # type: ignore[arg-type]
         prefill = asyncio.create_task(models.prefill("session A: passages about the chart"))
@@ -99,7 +100,7 @@ def test_a_real_generation_cancels_another_sessions_prefill() -> None:
 
 
 def test_the_prefill_a_generation_continues_is_left_to_finish() -> None:
-    async def scenario() -> tuple[FakeTriton, int | None]:
+    async def scenario() -> tuple[FakeTriton, Usage | None]:
         triton = FakeTriton()
         models = ModelClients(triton, timeout_s=5)  # type: ignore[arg-type]
         prefill = asyncio.create_task(models.prefill("session A: passages; Question: "))
@@ -112,11 +113,12 @@ def test_the_prefill_a_generation_continues_is_left_to_finish() -> None:
 
     triton, prefilled = asyncio.run(scenario())
     assert triton.cancelled == []
-    assert prefilled == 120
+    assert prefilled is not None
+    assert (prefilled.prompt_tokens, prefilled.cached_tokens) == (120, 30)
 
 
 def test_no_prefill_starts_while_a_real_generation_runs() -> None:
-    async def scenario() -> int | None:
+    async def scenario() -> Usage | None:
         triton = FakeTriton()
         models = ModelClients(triton, timeout_s=5)  # type: ignore[arg-type]
         models._real = 1  # a real generation in flight

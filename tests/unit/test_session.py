@@ -30,7 +30,7 @@ async def _guide(question: str, corpus: Corpus) -> list[Source]:
 
 
 def _session(models: FakeModels, sink: ListSink, **settings: Any) -> VoiceSession:
-    state = AppState(Settings(dev_mode=True, speculation=False, **settings))
+    state = AppState(Settings(**({"dev_mode": True, "speculation": False} | settings)))
     state.models = models  # the fake at the model seam
     state.retrieve = _guide  # type: ignore[method-assign]
     return state.new_session(sink, Corpus())
@@ -207,3 +207,38 @@ def test_an_answer_that_fails_ends_the_turn_failed_and_the_session_goes_on() -> 
     assert path == [Phase.IDLE, Phase.ANSWERING, Phase.FAILED]
     assert phase is Phase.DONE
     assert [(d["turn"], d["outcome"]) for d in sink.of("turn.done")] == [(1, "error"), (2, "ok")]
+
+
+def test_speculation_warms_the_conversation_between_turns_and_the_passages_while_speaking() -> None:
+    async def scenario() -> tuple[list[str], list[str], dict[str, Any]]:
+        sink, models = ListSink(), FakeModels(["Run make up [1]."], transcript="how do I start the stack")
+        session = _session(models, sink, speculation=True)
+        await _send(session, "session.start")
+        await _until(sink, "session.ready")
+        for _ in range(100):  # the idle-time prefill of the instructions
+            if models.prefilled:
+                break
+            await asyncio.sleep(0.005)
+        at_start = list(models.prefilled)
+        await _send(session, "turn.start")
+        for _ in range(8):
+            await session.on_audio(FRAME)
+        await _until(sink, "transcript.partial")
+        await _send(session, "turn.end")
+        await _until(sink, "turn.done")
+        for _ in range(100):  # after the answer: the next turn's start, with this exchange in it
+            if models.prefilled[-1] != models.prefilled[0] and "Run make up" in models.prefilled[-1]:
+                break
+            await asyncio.sleep(0.005)
+        done = next(e for kind, e in sink.items if kind == "event" and e["type"] == "turn.done")
+        await session.close()
+        return at_start, models.prefilled, done["timings"]
+
+    at_start, prefilled, timings = asyncio.run(scenario())
+    assert len(at_start) == 1
+    assert at_start[0].endswith("Passages:\n")  # instructions, no passage yet
+    assert any("To start it, run make up" in p for p in prefilled)  # the partial's passage, warmed
+    assert all(p.startswith(at_start[0]) for p in prefilled[:-1])  # one growing prefix
+    assert "how do I start the stack" in prefilled[-1]
+    assert prefilled[-1].endswith("Passages:\n")
+    assert timings["speculation"] == "hit", timings

@@ -14,7 +14,7 @@ so only the new tokens are evaluated. The gateway warms a turn's prompt prefix w
 still speaking with a `max_tokens: 1` request; at the release only the question is left to read.
 `num_cached_tokens` says how many prompt tokens were not evaluated again. The prompt is evaluated
 in chunks of `prefill_chunk_tokens`, checking for cancellation in between, so a speculative
-prefill the gateway abandons frees the model within one chunk.
+prefill the gateway abandons frees the model within one chunk; what it had evaluated is saved.
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ class TritonPythonModel:
         rest = tokens[cached:-1]
         for start in range(0, len(rest), self.prefill_chunk):
             if request.is_cancelled():
+                # What was evaluated is kept: a speculative prefill is cancelled when a newer
+                # partial transcript found other passages, and the next prompt shares its start.
+                if start and self.prefix_cache.wants(tokens[: cached + start]):
+                    self._save(tokens[: cached + start])
                 raise Cancelled
             self.llm.eval(rest[start : start + self.prefill_chunk])
         if rest and self.prefix_cache.wants(tokens[:-1]):
@@ -170,8 +174,13 @@ class TritonPythonModel:
                     continue
                 pieces.append(delta)
                 if stream:
-                    tensor = pb_utils.Tensor("text_output", _strings(delta))
-                    sender.send(pb_utils.InferenceResponse(output_tensors=[tensor]))
+                    tensors = [pb_utils.Tensor("text_output", _strings(delta))]
+                    if len(pieces) == 1:  # the prompt's counts, for a client that stops reading early
+                        tensors += [
+                            pb_utils.Tensor("num_input_tokens", np.array([n_prompt], dtype=np.uint32)),
+                            pb_utils.Tensor("num_cached_tokens", np.array([n_cached], dtype=np.uint32)),
+                        ]
+                    sender.send(pb_utils.InferenceResponse(output_tensors=tensors))
         finally:
             chunks.close()  # stops generation at once on cancellation or error
         output = "".join(pieces)
