@@ -20,7 +20,7 @@ PY_INPUTS := pyproject.toml images/triton/pyproject.toml $(PY_LOCKS) scripts/ins
 .PHONY: help up install install-test ui-build test test-lint test-types test-unit test-integration \
         test-ui test-e2e test-chart test-infra test-images tools-integration tools-e2e tools-chart tools-infra \
         bench-models eval-retrieval bench-retrieval bench-voice bench-handsfree eval-answers soak protocol-schema \
-        lock clean
+        lock pin-weights clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -123,6 +123,9 @@ eval-answers: install-test tools-integration ## answer quality on two foreign co
 
 lock: install-test ## regenerate the hash-pinned locks requirements/*.lock from pyproject.toml and requirements/*.txt (needs the index)
 	scripts/lock.sh
+
+pin-weights: install ## print the commit and sha256 pins of the manifest's unpinned hub sources (needs the hub; docs/models.md)
+	$(BIN)/voicebot-models pin $(WEIGHTS)
 
 protocol-schema: install ## regenerate docs/protocol.schema.json from orchestrator/protocol.py
 	$(BIN)/python -m orchestrator.protocol > docs/protocol.schema.json
