@@ -117,6 +117,10 @@ bench-handsfree: install-test tools-integration ## hands-free turn taking, offli
 	$(BIN)/python -m tests.bench.bench_handsfree $(BENCH_ARGS)
 	$(BIN)/python -m tests.bench.bench_handsfree_live
 
+SOAK_ARGS ?=
+soak: install-test tools-integration ## 20 voice sessions for 30 minutes with barge-ins, uploads and a Triton restart (SOAK_ARGS='--minutes 2 --sessions 4') -> build/bench/soak.json
+	$(BIN)/python -m tests.bench.soak $(SOAK_ARGS)
+
 EVAL_ARGS ?=
 eval-answers: install-test tools-integration ## answer quality on two foreign corpora, typed and spoken -> build/bench/answers.json
 	$(BIN)/python -m tests.bench.eval_answers $(EVAL_ARGS)
