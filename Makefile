@@ -13,11 +13,14 @@ PYTEST_ARGS ?=
 # Stamps make installs incremental: they re-run only when what they install changed.
 RUNTIME_STAMP := $(VENV)/.stamp-runtime
 TEST_STAMP := $(VENV)/.stamp-test
-PY_INPUTS := pyproject.toml images/triton/pyproject.toml requirements/models.txt requirements/models-nodeps.txt scripts/install-python.sh
+# What the installs read: the projects and the locks (requirements/*.lock, made by `make lock`).
+PY_LOCKS := requirements/build.lock requirements/llama-cpp.lock requirements/models-nodeps.lock
+PY_INPUTS := pyproject.toml images/triton/pyproject.toml $(PY_LOCKS) scripts/install-python.sh
 
 .PHONY: help up install install-test ui-build test test-lint test-types test-unit test-integration \
         test-ui test-e2e test-chart test-infra test-images tools-integration tools-e2e tools-chart tools-infra \
-        bench-models eval-retrieval bench-retrieval bench-voice bench-handsfree eval-answers protocol-schema clean
+        bench-models eval-retrieval bench-retrieval bench-voice bench-handsfree eval-answers soak protocol-schema \
+        lock pin-weights clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -28,13 +31,13 @@ up: install ui-build ## install what is needed, start the local stack, ingest do
 
 install: $(RUNTIME_STAMP) ## create .venv with the gateway, the local stack and the models
 
-$(RUNTIME_STAMP): $(PY_INPUTS)
+$(RUNTIME_STAMP): $(PY_INPUTS) requirements/local.lock
 	PYTHON=$(PYTHON) scripts/install-python.sh $(VENV) local
 	touch $@
 
 install-test: $(TEST_STAMP) ## install also what the tests need
 
-$(TEST_STAMP): $(PY_INPUTS)
+$(TEST_STAMP): $(PY_INPUTS) requirements/test.lock
 	PYTHON=$(PYTHON) scripts/install-python.sh $(VENV) local,test
 	touch $(RUNTIME_STAMP) $@
 
@@ -114,9 +117,19 @@ bench-handsfree: install-test tools-integration ## hands-free turn taking, offli
 	$(BIN)/python -m tests.bench.bench_handsfree $(BENCH_ARGS)
 	$(BIN)/python -m tests.bench.bench_handsfree_live
 
+SOAK_ARGS ?=
+soak: install-test tools-integration ## 20 voice sessions for 30 minutes with barge-ins, uploads and a Triton restart (SOAK_ARGS='--minutes 2 --sessions 4') -> build/bench/soak.json
+	$(BIN)/python -m tests.bench.soak $(SOAK_ARGS)
+
 EVAL_ARGS ?=
 eval-answers: install-test tools-integration ## answer quality on two foreign corpora, typed and spoken -> build/bench/answers.json
 	$(BIN)/python -m tests.bench.eval_answers $(EVAL_ARGS)
+
+lock: install-test ## regenerate the hash-pinned locks requirements/*.lock from pyproject.toml and requirements/*.txt (needs the index)
+	scripts/lock.sh
+
+pin-weights: install ## print the commit and sha256 pins of the manifest's unpinned hub sources (needs the hub; docs/models.md)
+	$(BIN)/voicebot-models pin $(WEIGHTS)
 
 protocol-schema: install ## regenerate docs/protocol.schema.json from orchestrator/protocol.py
 	$(BIN)/python -m orchestrator.protocol > docs/protocol.schema.json

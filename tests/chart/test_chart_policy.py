@@ -93,7 +93,8 @@ def test_gateway_image_contract() -> None:
     assert re.search(r"^ARG NODE_BASE=node:\S+$", text, re.M)  # the UI stage
     assert re.search(r"^ARG PYTHON_BASE=python:3\.11\.\d+-slim-bookworm$", text, re.M)
     assert "COPY ui/ ./ui/" in text  # the UI export is built into the image
-    assert "pip install /src" in text
+    assert "pip install --no-deps --no-build-isolation /src" in text  # dependencies: gateway.lock
+    assert "--require-hashes -r /requirements/build.lock -r /requirements/gateway.lock" in text
     # Sources are COPYed: buildah's layer cache ignores a bind mount's content, so a RUN on the
     # mounted context would be reused after the sources change (a stale gateway once passed here).
     assert "--mount=type=bind" not in text
@@ -109,8 +110,8 @@ def test_triton_image_contract() -> None:
     assert re.search(r"^ARG TRITON_BASE=nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-vllm-python-py3$", vllm, re.M)
     assert "images/triton/models /opt/voicebot/models" in plain
     assert "images/triton/models-vllm /opt/voicebot/models-vllm" in vllm
-    assert "requirements/models.txt" in plain
-    assert "requirements/models-vllm.txt" in vllm
+    assert "--require-hashes -r /requirements/triton.lock" in plain  # requirements/models.txt, locked
+    assert "--require-hashes -r /requirements/models-vllm.lock" in vllm
     for text in (plain, vllm):
         assert re.search(r"^FROM \$\{TRITON_BASE\}$", text, re.M)
         assert "VOICEBOT_WEIGHTS_DIR=/weights" in text

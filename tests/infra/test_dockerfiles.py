@@ -50,7 +50,14 @@ def test_image_profile_exists_and_fits_the_image_repository(dockerfile: Path) ->
 def test_triton_images_install_the_model_server_package_with_fetch(dockerfile: Path) -> None:
     """The models import voicebot_models; the model-fetch Job runs this image and needs the hub client."""
     text = dockerfile.read_text()
-    assert '"voicebot-models[fetch]"' in text
+    # The package's wheel is built here and installed --no-deps; its dependencies with `fetch`
+    # (huggingface_hub) are in the image's lock, which scripts/lock.sh compiles with --extra fetch.
+    assert re.search(r"--no-deps( \S+\.whl)* /wheels/voicebot_models-\*\.whl", text)
+    lock = re.search(r"-r /requirements/(triton|models-vllm)\.lock", text)
+    assert lock, f"{dockerfile.name}: installs no lock"
+    assert re.search(
+        r"^huggingface-hub==", (REPO / "requirements" / f"{lock.group(1)}.lock").read_text(), re.M
+    )
     assert "COPY images/triton/voicebot_models " in text
     assert "import sys, voicebot_models, huggingface_hub" in text  # fails the build on the base's Python
     extras = tomllib.loads(PACKAGE.read_text())["project"]["optional-dependencies"]["fetch"]

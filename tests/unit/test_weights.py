@@ -4,15 +4,17 @@ source through a fake downloader: these tests never touch a network)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import textwrap
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from voicebot_models import commands
-from voicebot_models.fetch import fetch
+from voicebot_models.fetch import WeightsIntegrityError, fetch
 from voicebot_models.manifest import (
     DEFAULT_MANIFEST,
     HubSource,
@@ -20,6 +22,7 @@ from voicebot_models.manifest import (
     load_manifest,
     parse_manifest,
 )
+from voicebot_models.pin import pin_entry
 from voicebot_models.resolve import WeightsNotFoundError, resolve_entry, resolve_model
 
 
@@ -87,10 +90,16 @@ MANIFEST = textwrap.dedent(
     [weights.hubonly]
     format = "onnx"
     files = ["model.onnx"]
-    hub = { repo = "org/model", files = ["onnx/model.onnx"] }
     path = "embed/hubonly"
+    [weights.hubonly.hub]
+    repo = "org/model"
+    files = ["onnx/model.onnx"]
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    sha256 = { "model.onnx" = "87e93f89f2be0db364e8be052f79f389e6c2da239831922e24513288af522a43" }  # of b"onnx", what the fake downloaders write
     """
 )
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+ONNX_SHA256 = "87e93f89f2be0db364e8be052f79f389e6c2da239831922e24513288af522a43"
 
 
 @pytest.fixture
@@ -146,8 +155,32 @@ def test_unknown_profile_is_a_clear_error(manifest_file: Path) -> None:
         (lambda d: d.update(default_profile="ghost"), "default_profile"),
         (lambda d: d["weights"]["split"].pop("file"), "`file`"),
         (lambda d: d["profiles"]["small"].update(tts=[]), "at least one voice"),
+        (lambda d: d["weights"]["hubonly"]["hub"].update(revision="main"), "must be a commit"),
+        (lambda d: d["weights"]["hubonly"]["hub"].pop("revision"), "pin both"),
+        (lambda d: d["weights"]["hubonly"]["hub"].update(sha256={}), "pin both"),
+        (lambda d: d["weights"]["hubonly"]["hub"].update(sha256={"model.onnx": "abc"}), "64 lowercase hex"),
+        (
+            lambda d: d["weights"]["hubonly"]["hub"].update(sha256={"other.onnx": ONNX_SHA256}),
+            "exactly the stored files",
+        ),
+        (
+            lambda d: d["weights"]["hubonly"].update(files=["model.onnx", "tokenizer.json"]),
+            r"lacks \['tokenizer.json'\]",
+        ),
     ],
-    ids=["unknown-weights", "no-source", "bad-default", "parts-without-file", "no-voice"],
+    ids=[
+        "unknown-weights",
+        "no-source",
+        "bad-default",
+        "parts-without-file",
+        "no-voice",
+        "branch-not-commit",
+        "digests-without-revision",
+        "revision-without-digests",
+        "short-digest",
+        "digest-of-another-file",
+        "entry-file-unpinned",
+    ],
 )
 def test_malformed_manifests_are_refused(mutation: object, message: str) -> None:
     import tomllib
@@ -287,16 +320,150 @@ def test_fetch_from_the_hub_goes_through_the_downloader_seam(
     manifest = load_manifest(manifest_file)
     results = fetch(manifest, "small", tmp_path / "volume", only=("embed",), hub_download=fake_hub)
     assert [(r.weights_id, r.source) for r in results] == [("hubonly", "hub")]
-    assert calls == [
-        (HubSource(repo="org/model", files=("onnx/model.onnx",)), tmp_path / "volume" / "embed" / "hubonly")
-    ]
+    [(hub, staging)] = calls
+    assert hub == HubSource(
+        repo="org/model", revision=REVISION, files=("onnx/model.onnx",), sha256={"model.onnx": ONNX_SHA256}
+    )
+    assert staging.parent == tmp_path / "volume"  # a staging folder, checked before anything moves in
+    assert (tmp_path / "volume" / "embed" / "hubonly" / "model.onnx").read_bytes() == b"onnx"
+    assert sorted(p.name for p in (tmp_path / "volume").iterdir()) == ["embed"]
+
+
+def test_fetch_refuses_a_hub_file_with_a_wrong_checksum(
+    packages: Path, manifest_file: Path, tmp_path: Path
+) -> None:
+    """A tampered or changed file is refused by name and digest, and nothing lands in the volume."""
+
+    def tampered(hub: HubSource, dest: Path) -> None:
+        (dest / "model.onnx").write_bytes(b"not the pinned weights")
+
+    manifest = load_manifest(manifest_file)
+    volume = tmp_path / "volume"
+    got = hashlib.sha256(b"not the pinned weights").hexdigest()
+    with pytest.raises(
+        WeightsIntegrityError,
+        match=rf"weights 'hubonly': model.onnx from org/model@{REVISION} has sha256 {got}, "
+        rf"but the manifest pins {ONNX_SHA256}; refused",
+    ):
+        fetch(manifest, "small", volume, only=("embed",), hub_download=tampered)
+    assert list(volume.iterdir()) == []  # no file, no staging folder left behind
+    # and the next run downloads again rather than taking a half-fetched entry as complete
+    results = fetch(manifest, "small", volume, only=("embed",), hub_download=_good_hub)
+    assert [r.source for r in results] == ["hub"]
+
+
+def _good_hub(hub: HubSource, dest: Path) -> None:
+    (dest / "model.onnx").write_bytes(b"onnx")
+
+
+def test_fetch_refuses_an_unpinned_hub_source_and_says_how_to_pin(
+    packages: Path, manifest_file: Path, tmp_path: Path
+) -> None:
+    text = manifest_file.read_text()
+    text = text.replace(f'revision = "{REVISION}"\n', "").replace(
+        f'sha256 = {{ "model.onnx" = "{ONNX_SHA256}" }}', ""
+    )
+    (tmp_path / "unpinned.toml").write_text(text)
+    manifest = load_manifest(tmp_path / "unpinned.toml")
+    assert not manifest.entry("hubonly").hub.pinned  # type: ignore[union-attr]
+    calls: list[HubSource] = []
+    with pytest.raises(WeightsNotFoundError, match=r"org/model is not pinned.*`revision`.*make pin-weights"):
+        fetch(manifest, "small", tmp_path / "v", only=("embed",), hub_download=lambda h, d: calls.append(h))
+    assert not calls
+
+
+def test_builtin_hub_sources_unpinned_are_only_the_known_ones() -> None:
+    """Every hub source must be pinned; these still lack their values (docs/models.md says how to
+    fill them with `make pin-weights`). Pin one and remove it here; add none."""
+    manifest = load_manifest(DEFAULT_MANIFEST)
+    unpinned = {w for w, e in manifest.weights.items() if e.hub is not None and not e.hub.pinned}
+    assert unpinned <= UNPINNED_HUB_WEIGHTS
+    assert unpinned == UNPINNED_HUB_WEIGHTS, (
+        f"pinned now, remove from UNPINNED_HUB_WEIGHTS: {UNPINNED_HUB_WEIGHTS - unpinned}"
+    )
+
+
+UNPINNED_HUB_WEIGHTS = {
+    "whisper-tiny-en",
+    "whisper-base",
+    "faster-distil-whisper-large-v3",
+    "qwen2.5-coder-0.5b-instruct-q4_k_m",
+    "qwen2.5-coder-1.5b-instruct-q4_k_m",
+    "llama-3.1-8b-instruct",
+    "piper-en_US-joe-medium",
+    "all-minilm-l6-v2",
+}
+
+
+@dataclass
+class _Lfs:
+    sha256: str
+
+
+@dataclass
+class _Sibling:
+    rfilename: str
+    lfs: _Lfs | None = None
+
+
+class _FakeHubApi:
+    """The two calls pinning makes, answered from memory."""
+
+    def __init__(self, files: dict[str, bytes], lfs: set[str]) -> None:
+        self.files, self.lfs = files, lfs
+        self.downloads: list[str] = []
+
+    def model_info(
+        self, repo_id: str, *, revision: str | None = None, files_metadata: bool = False
+    ) -> object:
+        assert files_metadata
+        siblings = [
+            _Sibling(n, _Lfs(hashlib.sha256(b).hexdigest()) if n in self.lfs else None)
+            for n, b in self.files.items()
+        ]
+        return types.SimpleNamespace(sha="f" * 40, siblings=siblings)
+
+    def hf_hub_download(
+        self, repo_id: str, filename: str, *, revision: str | None = None, local_dir: str
+    ) -> str:
+        assert revision == "f" * 40  # the resolved commit, not the branch
+        self.downloads.append(filename)
+        path = Path(local_dir) / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.files[filename])
+        return str(path)
+
+
+def test_pin_takes_lfs_digests_and_hashes_plain_files_at_the_resolved_commit(manifest_file: Path) -> None:
+    files = {"model-1.safetensors": b"big", "config.json": b"{}", "README.md": b"#", ".gitattributes": b""}
+    api = _FakeHubApi(files, lfs={"model-1.safetensors"})
+    hub = HubSource(repo="org/llm", allow=("*.json", "*.safetensors"), gated=True)
+    pinned = pin_entry("llm", hub, api)
+    assert pinned.revision == "f" * 40
+    assert pinned.sha256 == {
+        n: hashlib.sha256(files[n]).hexdigest() for n in ("config.json", "model-1.safetensors")
+    }
+    assert api.downloads == ["config.json"]  # the LFS file's digest comes from the hub, not a download
+    # what it prints parses back into a pinned source
+    import tomllib
+
+    table = tomllib.loads(pinned.toml())["weights"]["llm"]["hub"]
+    assert table["revision"] == "f" * 40
+    assert table["gated"] is True
+    assert table["sha256"] == pinned.sha256
+    flat = pin_entry(
+        "hubonly",
+        load_manifest(manifest_file).entry("hubonly").hub,
+        _FakeHubApi({"onnx/model.onnx": b"onnx"}, set()),
+    )  # type: ignore[arg-type]
+    assert flat.sha256 == {"model.onnx": ONNX_SHA256}  # stored flat, by base name
 
 
 def test_fetch_fails_when_the_hub_download_is_incomplete(
     packages: Path, manifest_file: Path, tmp_path: Path
 ) -> None:
     manifest = load_manifest(manifest_file)
-    with pytest.raises(WeightsNotFoundError, match="missing"):
+    with pytest.raises(WeightsNotFoundError, match=r"org/model@[0-9a-f]{40} did not provide model.onnx"):
         fetch(manifest, "small", tmp_path / "v", only=("embed",), hub_download=lambda hub, dest: None)
 
 
@@ -360,8 +527,8 @@ def test_fetch_of_a_gated_repository_without_a_token_says_what_to_set(
     packages: Path, manifest_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text = manifest_file.read_text().replace(
-        'hub = { repo = "org/model", files = ["onnx/model.onnx"] }',
-        'hub = { repo = "org/model", files = ["onnx/model.onnx"], gated = true }',
+        'files = ["onnx/model.onnx"]\n',
+        'files = ["onnx/model.onnx"]\ngated = true\n',
     )
     gated = tmp_path / "gated.toml"
     gated.write_text(text)

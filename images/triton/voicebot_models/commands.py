@@ -1,5 +1,5 @@
 """``voicebot-models`` (also ``voicebot models`` where the gateway CLI is installed beside it):
-``list`` the profiles and ``fetch`` their weights."""
+``list`` the profiles, ``fetch`` their weights and ``pin`` hub sources."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )
     fetching.set_defaults(func=_fetch)
 
+    pinning = sub.add_parser(
+        "pin", help="print the commit and sha256 pins of hub sources (needs the hub; docs/models.md)"
+    )
+    pinning.add_argument("weights", nargs="*", help="weights ids (default: every hub source not pinned yet)")
+    pinning.add_argument("--manifest", type=Path, help="weights manifest (default: the built-in one)")
+    pinning.add_argument("--revision", help="branch, tag or commit to pin (default: main)")
+    pinning.set_defaults(func=_pin)
+
 
 def _list(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
@@ -63,7 +71,11 @@ def _list(args: argparse.Namespace) -> int:
                     where = f"ready ({resolve_entry(entry).dir})"
                 except WeightsNotFoundError as e:
                     where = f"not available: {e}"
-                print(f"  {model:<5} {weights_id:<40} sources={','.join(entry.sources())}  {where}")
+                kinds = [
+                    k + ("(unpinned)" if k == "hub" and entry.hub and not entry.hub.pinned else "")
+                    for k in entry.sources()
+                ]
+                print(f"  {model:<5} {weights_id:<40} sources={','.join(kinds)}  {where}")
     return 0
 
 
@@ -88,6 +100,20 @@ def _fetch(args: argparse.Namespace) -> int:
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _pin(args: argparse.Namespace) -> int:
+    from huggingface_hub import HfApi  # network only here
+
+    from voicebot_models.pin import pin
+
+    try:
+        pins = pin(load_manifest(args.manifest), args.weights, HfApi(), args.revision)
+    except ManifestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("\n\n".join(p.toml() for p in pins))
     return 0
 
 

@@ -16,6 +16,7 @@ It imports nothing heavy, so the Triton ``model.py`` files can use it.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,18 +64,39 @@ class PackageSource:
         return (f"{self.distribution}=={self.version}", *self.extra_distributions)
 
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 @dataclass(frozen=True)
 class HubSource:
     """A Hugging Face repository: either named ``files`` (stored flat, by base name) or a snapshot
-    filtered by ``allow`` patterns."""
+    filtered by ``allow`` patterns.
+
+    A pinned source names the ``revision`` (a commit) and the ``sha256`` of every file it stores,
+    keyed by the name it is stored under (the base name of a ``files`` entry; the repository path
+    in a snapshot, which then downloads exactly those files). ``fetch`` downloads only pinned
+    sources and refuses a file whose digest differs. ``allow`` is what ``voicebot-models pin``
+    lists a snapshot's files by.
+    """
 
     repo: str
     revision: str | None = None
     files: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
+    sha256: dict[str, str] = field(default_factory=dict)
     gated: bool = (
         False  # the hub serves it only with a token (HF_TOKEN) of an account that accepted its licence
     )
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the manifest names its commit and a digest per file (parse checks the shapes)."""
+        return self.revision is not None and bool(self.sha256)
+
+    def stored_name(self, repo_path: str) -> str:
+        """Where a repository file lands in the entry's folder."""
+        return repo_path.rsplit("/", 1)[-1] if self.files else repo_path
 
 
 @dataclass(frozen=True)
@@ -198,19 +220,37 @@ def _hub(table: Any, where: str) -> HubSource | None:
         return None
     if not isinstance(table, dict):
         raise ManifestError(f"{where}: `hub` must be a table")
+    where = f"{where}.hub"
     revision = table.get("revision")
-    if revision is not None and not isinstance(revision, str):
-        raise ManifestError(f"{where}.hub: `revision` must be a string")
+    if revision is not None and not (isinstance(revision, str) and _COMMIT.fullmatch(revision)):
+        raise ManifestError(
+            f"{where}: `revision` must be a commit: 40 lowercase hex digits, not a branch or tag"
+        )
+    digests = table.get("sha256", {})
+    if not isinstance(digests, dict) or not all(
+        isinstance(v, str) and _SHA256.fullmatch(v) for v in digests.values()
+    ):
+        raise ManifestError(f"{where}: `sha256` must map each stored file to 64 lowercase hex digits")
+    if (revision is None) != (not digests):
+        raise ManifestError(
+            f"{where}: pin both `revision` and `sha256` (docs/models.md, 'Pinning hub weights'), or neither"
+        )
     gated = table.get("gated", False)
     if not isinstance(gated, bool):
-        raise ManifestError(f"{where}.hub: `gated` must be true or false")
-    return HubSource(
-        repo=_str(table, "repo", f"{where}.hub"),
+        raise ManifestError(f"{where}: `gated` must be true or false")
+    hub = HubSource(
+        repo=_str(table, "repo", where),
         revision=revision,
         gated=gated,
-        files=_str_tuple(table, "files", f"{where}.hub"),
-        allow=_str_tuple(table, "allow", f"{where}.hub"),
+        files=_str_tuple(table, "files", where),
+        allow=_str_tuple(table, "allow", where),
+        sha256={str(k): str(v) for k, v in digests.items()},
     )
+    if hub.files and digests:
+        stored = {hub.stored_name(f) for f in hub.files}
+        if set(digests) != stored:
+            raise ManifestError(f"{where}: `sha256` must name exactly the stored files {sorted(stored)}")
+    return hub
 
 
 def parse_manifest(data: dict[str, Any], source: Path | None = None) -> Manifest:
@@ -238,6 +278,8 @@ def parse_manifest(data: dict[str, Any], source: Path | None = None) -> Manifest
             raise ManifestError(f"{where}: `file` {entry.file!r} must be listed in `files`")
         if entry.package and entry.package.parts and entry.file is None:
             raise ManifestError(f"{where}: `parts` are joined into `file`, which is missing")
+        if entry.hub and entry.hub.pinned and (unpinned := set(entry.files) - set(entry.hub.sha256)):
+            raise ManifestError(f"{where}.hub: `sha256` lacks {sorted(unpinned)} of `files`")
         weights[weights_id] = entry
 
     profiles: dict[str, Profile] = {}
