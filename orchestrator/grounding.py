@@ -260,6 +260,9 @@ def support(words: Iterable[str], vocabulary: set[str]) -> float:
     return len(unique & vocabulary) / len(unique)
 
 
+_YES_NO = re.compile(r"\s*(yes|no)\b", re.IGNORECASE)  # a yes/no answer may restate the question
+
+
 def cited_numbers(sentence: str) -> list[int]:
     return [int(n) for group in _CITATION.findall(sentence) for n in group.split(",")]
 
@@ -334,6 +337,11 @@ class Evidence:
             # A first sentence that shares no word with a question that says what it is about
             # answers something else: a passage's opening copied, or what the ASR misheard. On the
             # tuning half no right answer began so, while wrong ones did (docs/quality.md).
+            return Verdict(keep=False, text="", reason=DeclineReason.UNSUPPORTED)
+        if not self._said and words <= self.question_terms and not _YES_NO.match(sentence):
+            # A first sentence that only says the question back ("The hybrid search ranks the
+            # passage of it, finds…") answers nothing: a small model echoes a question it cannot
+            # answer, most often a misheard one. No answer of the eval runs began so.
             return Verdict(keep=False, text="", reason=DeclineReason.UNSUPPORTED)
         self._said.append(words)
         cited = [

@@ -162,3 +162,26 @@ def test_a_first_sentence_that_shares_nothing_with_the_question_is_refused() -> 
     assert heard.check("Logs go to .voicebot/logs/<component>.log [1].").keep
     # A question that says little may be answered in other words.
     assert Evidence("How do I start it?", ["To start it, run make up."]).check("Run make up [1].").keep
+
+
+def test_a_first_sentence_that_only_says_the_question_back_is_refused() -> None:
+    # From the voice benchmark: Whisper heard the question garbled, and the model echoed it.
+    search = (
+        "Hybrid search: the passages found by the vector index (HNSW) and by the full-text index are "
+        "ranked by reciprocal rank fusion."
+    )
+    heard = "how does the hybrid search rank the passage of it, finds, and which index serves the vectors?"
+    evidence = Evidence(heard, [search])
+    echo = evidence.check(
+        "The hybrid search rank the passage of it, finds, and which index serves the vectors [1]."
+    )
+    assert (echo.keep, echo.reason) == (False, DeclineReason.UNSUPPORTED)
+    # An answer adds what the question did not say; a yes or no may repeat it.
+    answer = Evidence(heard, [search]).check("It ranks them by reciprocal rank fusion [1].")
+    assert answer.keep
+    available = "Hands-free mode is available in the browser."
+    assert (
+        Evidence("Is hands-free mode available?", [available])
+        .check("Yes, hands-free mode is available [1].")
+        .keep
+    )
