@@ -81,8 +81,12 @@ class TritonServer(ProcessComponent):
         state_dir: Path,
         log_dir: Path,
         env: Mapping[str, str] | None = None,
+        model_control: bool = False,
     ) -> None:
         self.model_repository = model_repository.resolve()
+        # Explicit model control (every model loaded at start): a benchmark reloads a model over
+        # the HTTP API to start a phase with its caches empty.
+        self.model_control = model_control
         self.http_port = http_port
         self.grpc_port = grpc_port
         self.metrics_port = metrics_port
@@ -148,6 +152,8 @@ class TritonServer(ProcessComponent):
             "--strict-readiness=true",
             "--exit-timeout-secs=20",
         ]
+        if self.model_control:
+            argv += ["--model-control-mode=explicit", "--load-model=*"]
         self._process = ManagedProcess(self.name, argv, log_path=self.log_dir / "triton.log", env=env)
         self._process.start()
 

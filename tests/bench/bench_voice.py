@@ -399,11 +399,15 @@ class Stack:
     dsn: str
     ingested_chunks: int
     variant_urls: dict[str, str] = field(default_factory=dict)  # more gateways, by name
+    triton_http_url: str = ""  # set: each phase starts with the llm model reloaded
 
 
-def store_and_models(state: Path, log_dir: Path, database: str) -> tuple[Any, Any]:
+def store_and_models(
+    state: Path, log_dir: Path, database: str, *, model_control: bool = False
+) -> tuple[Any, Any]:
     """An embedded Postgres and a Triton on the model repository (active profile), on free ports
-    under `state`: the parts every benchmark starts before its own gateway."""
+    under `state`: the parts every benchmark starts before its own gateway. `model_control`: the
+    models can be reloaded (`reload_llm`)."""
     from orchestrator.stack.ports import free_port
     from orchestrator.stack.postgres import EmbeddedPostgres
     from orchestrator.stack.triton import TritonServer
@@ -418,8 +422,25 @@ def store_and_models(state: Path, log_dir: Path, database: str) -> tuple[Any, An
         state_dir=state,
         log_dir=log_dir,
         env={"VOICEBOT_MODEL_PROFILE": profile} if profile else {},
+        model_control=model_control,
     )
     return postgres, triton
+
+
+def reload_llm(triton_http_url: str, timeout_s: float = 300.0) -> None:
+    """Load the `llm` model again, so a phase starts with its prefix cache empty: otherwise the
+    second of two gateways asking the same questions would find every prompt already evaluated."""
+    import httpx
+
+    # Unloaded first: Triton takes a load of an unchanged, loaded model for a no-op.
+    models = f"{triton_http_url}/v2/repository/models/llm"
+    httpx.post(f"{models}/unload", timeout=timeout_s).raise_for_status()
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{triton_http_url}/v2/models/llm/ready", timeout=10).status_code == 200:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the llm model was not unloaded")
+        time.sleep(0.2)
+    httpx.post(f"{models}/load", timeout=timeout_s).raise_for_status()
 
 
 @contextlib.contextmanager
@@ -442,7 +463,7 @@ def local_stack(
     state.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    postgres, triton = store_and_models(state, log_dir, "voicebot_bench")
+    postgres, triton = store_and_models(state, log_dir, "voicebot_bench", model_control=True)
     env = {
         "VOICEBOT_DEV_MODE": "true",
         "VOICEBOT_DATABASE_URL": postgres.dsn,
@@ -478,7 +499,7 @@ def local_stack(
             chunks = asyncio.run(prepare())
             say(f"    ingested {chunks} chunks from {', '.join(str(d.relative_to(REPO)) for d in docs)}")
             urls = {name: g.url for name, g in others.items()}
-            yield Stack(gateway.url, triton.grpc_url, postgres.dsn, chunks, urls)
+            yield Stack(gateway.url, triton.grpc_url, postgres.dsn, chunks, urls, triton.http_url)
     finally:
         shutil.rmtree(state, ignore_errors=True)
 
@@ -891,6 +912,8 @@ async def bench(
 
     for n, t in zip(args.concurrency, turns, strict=True):
         print(f"==> N={n}: {n} session(s) x {t} turn(s)", file=sys.stderr, flush=True)
+        if stack.triton_http_url:
+            await asyncio.to_thread(reload_llm, stack.triton_http_url)
         began, load = time.perf_counter(), os.getloadavg()
         if n == 1:
             records, direct = await run_paired(stack, utterances, t, args.turn_timeout_s, args.llm_max_tokens)
@@ -900,6 +923,8 @@ async def bench(
         results[str(n)] = figures_of(records, n, t, began, load)
         for name, url in stack.variant_urls.items():
             print(f"==> N={n}, gateway '{name}'", file=sys.stderr, flush=True)
+            if stack.triton_http_url:
+                await asyncio.to_thread(reload_llm, stack.triton_http_url)
             began, load = time.perf_counter(), os.getloadavg()
             other = Stack(url, stack.triton_url, stack.dsn, stack.ingested_chunks)
             records = await run_concurrent(other, utterances, n, t, args.ramp_s, args.turn_timeout_s)

@@ -223,16 +223,21 @@ async def _uploads(http_url: str, soak: Soak, deadline: float) -> None:
                 soak.uploads[type(e).__name__] += 1
 
 
-async def _memory(gateway_port: int, triton: Any, soak: Soak, deadline: float) -> None:
-    gateway_pid = _listener_pid(gateway_port)
+def _sample(gateway_pid: int | None, triton: Any, soak: Soak) -> None:
+    soak.memory.append(
+        {
+            "t_s": round(time.monotonic() - soak.started, 1),
+            "gateway_rss": _tree_rss(gateway_pid),
+            "triton_rss": _tree_rss(triton._process.pid if triton._process else None),
+        }
+    )
+
+
+async def _memory(gateway_pid: int | None, triton: Any, soak: Soak, deadline: float) -> None:
+    """Every SAMPLE_EVERY_S until the deadline; `run` takes the last sample once the turns in
+    flight at the deadline have finished."""
     while True:
-        soak.memory.append(
-            {
-                "t_s": round(time.monotonic() - soak.started, 1),
-                "gateway_rss": _tree_rss(gateway_pid),
-                "triton_rss": _tree_rss(triton._process.pid if triton._process else None),
-            }
-        )
+        _sample(gateway_pid, triton, soak)
         if time.monotonic() + SAMPLE_EVERY_S > deadline:
             return
         await asyncio.sleep(SAMPLE_EVERY_S)
@@ -254,13 +259,14 @@ async def run(
     soak = Soak()
     deadline = soak.started + minutes * 60
     url = stack.gateway_url.replace("http://", "ws://", 1) + "/v1/voice"
-    port = int(stack.gateway_url.rsplit(":", 1)[1])
+    gateway_pid = _listener_pid(int(stack.gateway_url.rsplit(":", 1)[1]))
     async with asyncio.TaskGroup() as group:
         for i in range(sessions):
             group.create_task(_session(i, url, utterances, soak, deadline))
         group.create_task(_uploads(stack.gateway_url, soak, deadline))
-        group.create_task(_memory(port, triton, soak, deadline))
+        group.create_task(_memory(gateway_pid, triton, soak, deadline))
         group.create_task(_restart_triton(triton, soak, soak.started + minutes * 30))
+    _sample(gateway_pid, triton, soak)  # after the drain: what the run left behind
     return soak
 
 
