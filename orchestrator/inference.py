@@ -10,6 +10,7 @@ generator early (barge-in, client gone) cancels the call, which Triton reports t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -165,6 +166,12 @@ class Models(Protocol):
     ) -> AsyncGenerator[AudioChunk, None]: ...
 
 
+# Speculation stops while SATURATED_STARTS real generations started within SATURATION_WINDOW_S:
+# one session asks a question every few seconds at most, several sessions sharing the LLM do more.
+SATURATED_STARTS = 3
+SATURATION_WINDOW_S = 10.0
+
+
 @dataclass(eq=False)  # by identity: kept in a set while in flight
 class _Speculative:
     prompt: str
@@ -273,6 +280,7 @@ class ModelClients:
         # Speculative prefills in flight, and real generations in flight: real turns come first.
         self._speculative: set[_Speculative] = set()
         self._real = 0
+        self._real_starts: collections.deque[float] = collections.deque(maxlen=SATURATED_STARTS)
 
     # ---- asr -------------------------------------------------------------------------
 
@@ -367,6 +375,7 @@ class ModelClients:
         A real generation: speculative prefills in flight are cancelled first (they would hold
         the model), except one whose prompt this one starts with, which is this one's first half."""
         self._real += 1
+        self._real_starts.append(time.monotonic())
         try:
             for spec in list(self._speculative):
                 if spec.task is not None and not prompt.startswith(spec.prompt):
@@ -399,13 +408,21 @@ class ModelClients:
     def real_in_flight(self) -> bool:
         return self._real > 0
 
+    def saturated(self) -> bool:
+        """Several sessions' real generations came in quick succession: the model is busy with
+        real work, and speculation could only delay it (each real generation waits for a prefill
+        to notice its cancellation), so none is sent."""
+        starts = self._real_starts
+        return len(starts) == SATURATED_STARTS and time.monotonic() - starts[0] < SATURATION_WINDOW_S
+
     async def prefill(self, prompt: str) -> Usage | None:
         """Speculative: have the model evaluate `prompt` (a prompt prefix) so its state is cached.
 
-        Skipped (None) while a real generation is in flight, and cancelled (None) when one
-        starts; otherwise the prompt's token counts (`cached_tokens`: those it held already).
+        Skipped (None) while a real generation is in flight or several came in quick succession
+        (`saturated`), and cancelled (None) when one starts; otherwise the prompt's token counts
+        (`cached_tokens`: those it held already).
         Errors are not raised: speculation is optional."""
-        if self.real_in_flight():
+        if self.real_in_flight() or self.saturated():
             return None
         spec = _Speculative(prompt, asyncio.current_task())
         self._speculative.add(spec)

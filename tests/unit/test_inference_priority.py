@@ -125,3 +125,18 @@ def test_no_prefill_starts_while_a_real_generation_runs() -> None:
         return await models.prefill("anything")
 
     assert asyncio.run(scenario()) is None
+
+
+def test_no_prefill_starts_while_several_sessions_keep_the_model_busy() -> None:
+    async def scenario() -> tuple[Usage | None, bool]:
+        triton = FakeTriton()
+        models = ModelClients(triton, timeout_s=5)  # type: ignore[arg-type]
+        await _generate(models, "which port?")
+        one_session = models.saturated()
+        for question in ("which model?", "which index?"):  # two more sessions' turns right after
+            await _generate(models, question)
+        return await models.prefill("session D: passages; Question: "), one_session
+
+    prefilled, one_session = asyncio.run(scenario())
+    assert not one_session
+    assert prefilled is None
