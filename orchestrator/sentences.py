@@ -72,6 +72,10 @@ _LINE_MARKER = re.compile(r"(?m)^\s*(?:[-*+]\s+|\d{1,2}[.)]\s+|#{1,6}\s+)")
 _OPTION = re.compile(r"(?<![\w-])--?([A-Za-z][\w-]*)")
 # A dotted name: core.autocrlf, config.toml, orchestrator.settings (not 3.11, not a sentence end).
 _DOTTED = re.compile(r"\b([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+)\b")
+# A file path: `.voicebot/logs/<component>.log`, `charts/voicebot/` (said with its slashes).
+_PATH = re.compile(r"(?<!\S)[.\w<>-]*\w[.\w<>-]*/(?:[\w./<>-]*[\w/<>-])?")
+# A leading dot that starts a name: `.voicebot`.
+_LEADING_DOT = re.compile(r"(?<!\S)\.(?=[A-Za-z_])")
 # snake_case and SCREAMING_SNAKE names: VOICEBOT_DEV_MODE, max_tokens.
 _SNAKE = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z][a-z])")
@@ -84,6 +88,14 @@ def _words(name: str) -> str:
     return spoken.lower() if spoken.isupper() else spoken
 
 
+def _path_words(match: re.Match[str]) -> str:
+    """A path said with its slashes; "and/or", "TCP/IP" and "1/2" stay as they are written."""
+    path = match.group(0)
+    if path.count("/") == 1 and not path.endswith("/") and not any(c in path for c in ".<>"):
+        return path
+    return " slash ".join(part for part in path.strip("/").split("/") if part)
+
+
 def speakable(sentence: str) -> str:
     """The text to synthesise, said the way a person reads it out: no citation markers, markdown
     or code blocks; identifiers as words (`VOICEBOT_DEV_MODE` → "voicebot dev mode", `--prune` →
@@ -94,9 +106,12 @@ def speakable(sentence: str) -> str:
     text = _LINE_MARKER.sub("", text)
     text = text.replace("`", "")
     text = re.sub(r"\*\*|__|[*#]", "", text)
+    text = _PATH.sub(_path_words, text)
+    text = text.replace("<", "").replace(">", "")
+    text = _LEADING_DOT.sub("dot ", text)
     text = _OPTION.sub(lambda m: _words(m.group(1)), text)
     text = _DOTTED.sub(lambda m: " dot ".join(_words(p) for p in m.group(1).split(".")), text)
     text = _SNAKE.sub(lambda m: _words(m.group(0)), text)
     text = _CAMEL_WORD.sub(lambda m: _CAMEL_BOUNDARY.sub(" ", m.group(0)), text)
-    text = re.sub(r"\s+([.!?,;:])", r"\1", text)
+    text = re.sub(r"\s+([.!?,;:])(?=\s|$)", r"\1", text)  # not the dot that starts a name
     return re.sub(r"\s+", " ", text).strip()

@@ -84,6 +84,11 @@ def test_speakable_drops_citations_and_markdown() -> None:
         ("See https://example.com/x for more.", "See the link for more."),
         ("- First, call TritonPythonModel.", "First, call Triton Python Model."),
         ("## Start\nRun it.", "Start Run it."),
+        (
+            "It keeps them in the `.voicebot/logs/<component>.log` file [1].",
+            "It keeps them in the dot voicebot slash logs slash component dot log file.",
+        ),
+        ("The chart is in `charts/voicebot/`.", "The chart is in charts slash voicebot."),
     ],
 )
 def test_speakable_says_identifiers_the_way_a_person_does(written: str, spoken: str) -> None:
