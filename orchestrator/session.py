@@ -376,8 +376,11 @@ class VoiceSession:
     def _warm_next_turn(self) -> None:
         """Idle time: have the model hold what the next turn's prompt starts with (instructions
         and the conversation so far), so that speculation during the next question starts from
-        its passages. Speculative like the rest: it yields to every real generation."""
-        if not self.config.speculation:
+        its passages. Speculative like the rest: it yields to every real generation. Not in
+        hands-free mode: there the microphone is live between turns, and the listener's VAD and
+        ASR need the CPU for whatever the user says next (the turn's own speculator warms the
+        same prefix when speech starts)."""
+        if not self.config.speculation or self.mode == "hands_free":
             return
         if self._warming is not None:
             self._warming.cancel()
