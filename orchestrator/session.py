@@ -680,7 +680,7 @@ class VoiceSession:
             if turn.speculator is not None:  # a spoken turn: say what its speculation did
                 speculator = turn.speculator
                 await turn.stop_speculating()
-                speculator.stats.settle(turn.timings.llm_cached_tokens, speculator.cached_before or 0)
+                speculator.settle(turn.timings.llm_cached_tokens)
                 turn.timings.extra.update(speculator.stats.as_timings())
         self.history.append(Exchange(question, result.text))
         del self.history[:-HISTORY_TURNS]  # bounded: only the recent exchanges go into prompts

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,8 +42,6 @@ from orchestrator.grounding import terms
 from orchestrator.inference import Models
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import Retriever, Source
-
-log = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.4  # least time between two searches of one turn (partials come every ~0.5 s)
 MAX_PER_TURN = 8  # most speculative searches one turn may start (each ~15 ms; prefills are bounded by them)
@@ -197,6 +194,10 @@ class Speculator:
         self.stats.prefills += 1
         task = asyncio.create_task(self._run_prefill(prompt), name="prefill")
         self._prefills.append(_Prefill(prompt, task))
+
+    def settle(self, answer_cached_tokens: int | None) -> None:
+        """The answer's prompt is known: count what of the speculative work it did not reuse."""
+        self.stats.settle(answer_cached_tokens, self.cached_before or 0)
 
     async def _run_prefill(self, prompt: str) -> None:
         usage = await self.models.prefill(prompt)
